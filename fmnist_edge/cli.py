@@ -1,0 +1,104 @@
+"""The `fmnist-edge` command line: a thin click front over the library; errors become one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from .errors import FmnistEdgeError
+
+
+class Group(click.Group):
+    """Turns the project's errors into one-line messages and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FmnistEdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:  # noqa: BLE001 - last resort: still one line
+            if os.environ.get("FMNIST_EDGE_DEBUG"):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {first[:300]} (set FMNIST_EDGE_DEBUG=1 for the traceback)"
+            ) from None
+
+
+def _echo_err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="fmnist-edge")
+def cli():
+    """Fashion-MNIST classifiers from Keras training to an OpenVINO edge runtime."""
+
+
+@cli.command()
+@click.option("--arch", default=None, help="Architecture from `fmnist-edge models` [default: edgenet].")
+@click.option("--epochs", type=int, default=None, help="Epochs (the arch's recipe sets the default).")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
+@click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
+@click.option("--limit", type=int, default=None, help="Train on a stratified subset of N training images.")
+@click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--val-fraction", type=float, default=None, help="Validation share of the training set [default: 0.1].")
+@click.option("--no-augment", is_flag=True, help="Turn data augmentation off.")
+@click.option("--quick", is_flag=True, help="Short budget (2 epochs), what the demo uses.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+@click.option("--out", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder to write.")
+@click.option("--seed", type=int, default=None, help="Seed for the split and initialisation [default: 0].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
+def train(arch, no_augment, quick, **opts):
+    """Train a CNN on Fashion-MNIST and save .keras, .h5, SavedModel and reports."""
+    from .train.config import make_config
+    from .train.trainer import train as run
+
+    cfg = make_config(arch, quick=quick, augment=False if no_augment else None, **opts)
+    run(cfg, log=click.echo)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(), default="artifacts")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+@click.option("--test-limit", type=click.IntRange(min=10), default=None, help="Evaluate on the first N test images only.")
+def evaluate(folder, data_dir, test_limit):
+    """Re-create FOLDER/report/ from the saved model."""
+    from .train.report import evaluate_artifacts
+
+    evaluate_artifacts(folder, data_dir=data_dir, test_limit=test_limit, log=click.echo)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json):
+    """List the registered architectures with parameter counts and sources."""
+    from .train.models import create_model, get_entry, list_models, macs
+
+    rows = []
+    for name in list_models():
+        m = create_model(name)
+        e = get_entry(name)
+        rows.append({"name": name, "params": int(m.count_params()), "macs": macs(m), "source": e.source, "summary": e.summary})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<18} {'params':>10} {'MMACs':>7}  source")
+    for r in rows:
+        click.echo(f"{r['name']:<18} {r['params']:>10,} {r['macs'] / 1e6:>7.1f}  {r['source']}")
+
+
+def main() -> None:  # pragma: no cover
+    cli(prog_name="fmnist-edge")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The one error hierarchy of fmnist-edge: every failure a user can cause is a subclass of FmnistEdgeError."""
+
+from __future__ import annotations
+
+
+class FmnistEdgeError(Exception):
+    """Base class: the message is one line that says what was wrong and how to fix it."""
+
+
+class DataError(FmnistEdgeError):
+    """The data set is missing, truncated, corrupt or inconsistent."""
+
+
+class ConfigError(FmnistEdgeError):
+    """An option or config value is unknown or out of range."""
+
+
+class UnknownModelError(ConfigError):
+    """An architecture name that the registry does not know."""
+
+
+class ModelFileError(FmnistEdgeError):
+    """A model file or artifact folder is missing, unreadable, corrupt or of the wrong shape."""
+
+
+class ArtifactError(FmnistEdgeError):
+    """An output folder or file cannot be written."""
+
+
+class ConversionError(FmnistEdgeError):
+    """A conversion failed or its numerical check did not pass."""
+
+
+class InputImageError(FmnistEdgeError):
+    """An image handed to the runtime cannot be read or has the wrong form."""
+
+
+class MissingDependencyError(FmnistEdgeError):
+    """An optional dependency (the [train] extra) is not installed."""
+
+
+EXTRA_HINT = 'pip install "fmnist-edge[train]"'
+
+
+def require(module: str, extra_hint: str = EXTRA_HINT):
+    """Import an optional heavy module or raise MissingDependencyError naming the pip line that fixes it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingDependencyError(
+            f"{module} is not installed ({exc}); install the training extra: {extra_hint}"
+        ) from None

@@ -1,0 +1,92 @@
+"""Typed training config: one dataclass, defaults per recipe, strict validation before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .models import DEFAULT_ARCH, get_entry
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = DEFAULT_ARCH
+    epochs: int = 16
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | adam
+    learning_rate: float = 3e-3  # peak of the warm-up + cosine schedule (adamw); constant for adam
+    weight_decay: float = 5e-2  # decoupled (AdamW)
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: bool = True  # random shifts, horizontal flips, random erasing
+    val_fraction: float = 0.1
+    patience: int = 8  # early stopping on validation loss, best weights restored
+    limit: int | None = None  # train on a stratified subset of this many images (tests, smoke runs)
+    test_limit: int | None = None  # evaluate on the first N test images (tests); None = all 10,000
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = False  # float16 compute on a GPU
+    data_dir: str | None = None
+    out: str = "artifacts"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "TrainConfig":
+        get_entry(self.arch)  # raises UnknownModelError with the known names
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (1 <= self.batch_size <= 65536, f"batch size must be in 1..65536, got {self.batch_size}"),
+            (self.optimizer in ("adamw", "adam"), f"optimizer must be adamw or adam, got {self.optimizer!r}"),
+            (0 < self.learning_rate < 10, f"learning rate must be in (0, 10), got {self.learning_rate}"),
+            (0 <= self.weight_decay < 1, f"weight decay must be in [0, 1), got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 < self.val_fraction < 0.5, f"validation fraction must be in (0, 0.5), got {self.val_fraction}"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (self.limit is None or self.limit >= 100, f"limit must be >= 100 images, got {self.limit}"),
+            (self.test_limit is None or self.test_limit >= 10, f"test limit must be >= 10, got {self.test_limit}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Defaults per recipe. The seeds' networks train as their reports did (Adam, no augmentation,
+# their batch sizes and epoch counts); `quick` is the short budget the demo uses.
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "quick": {"epochs": 2},
+    "seed000_cnn": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 80, "epochs": 75, "patience": 5,
+                    "augment": False, "label_smoothing": 0.0, "val_fraction": 0.15},
+    "seed001_cnn": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 512, "epochs": 10,
+                    "augment": False, "label_smoothing": 0.0, "val_fraction": 0.2},
+    "seed001_mlp": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "epochs": 100,
+                    "augment": False, "label_smoothing": 0.0, "val_fraction": 0.2},
+    "seed003_baseline": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 150, "epochs": 15,
+                         "augment": False, "label_smoothing": 0.0},
+    "seed003_cnn": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 150, "epochs": 15,
+                    "augment": False, "label_smoothing": 0.0},
+    "seed004_leaky": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 10,
+                      "augment": False, "label_smoothing": 0.0, "val_fraction": 0.2},
+    "tiny": {"epochs": 1, "batch_size": 64, "augment": False, "patience": 2},
+}
+
+
+def make_config(arch: str | None = None, quick: bool = False, **overrides) -> TrainConfig:
+    """Merge: dataclass defaults < the arch's recipe < `quick` < explicit overrides (None = not given)."""
+    arch = arch or DEFAULT_ARCH
+    get_entry(arch)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(fields))}")
+    merged = {**RECIPES.get(arch, {}), **(RECIPES["quick"] if quick else {})}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(arch=arch, **merged).validate()

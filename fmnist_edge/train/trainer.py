@@ -1,0 +1,248 @@
+"""Keras training: device strategy, input pipeline with augmentation, callbacks, and the saved artifact folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, data
+from ..atomic import atomic_dir, write_json
+from ..errors import ArtifactError, ConfigError, require
+from .config import TrainConfig
+from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras warns that HDF5 is legacy (we write it on purpose, as the seeds do) and about shuffle with tf.data.
+warnings.filterwarnings("ignore", message=r".*(HDF5 file|legacy|`shuffle=True` was passed).*")
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+ARTIFACT_MARKER = "metadata.json"
+
+
+def _tf():
+    return require("tensorflow")
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def select_strategy(device: str, mixed_precision: bool = False):
+    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, one device otherwise."""
+    tf = _tf()
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise ConfigError("--device gpu: TensorFlow sees no GPU here; use --device cpu (or auto), or install a CUDA build of TensorFlow")
+    if device == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
+        gpus = []
+    if mixed_precision:
+        if not gpus:
+            raise ConfigError("--mixed-precision needs a GPU; drop it to train in float32 on the CPU")
+        require("keras").mixed_precision.set_global_policy("mixed_float16")
+    if os.environ.get("TF_CONFIG"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        desc = f"multi-worker ({strategy.num_replicas_in_sync} replicas, TF_CONFIG)"
+    elif len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        desc = f"{len(gpus)} GPUs (MirroredStrategy)"
+    elif gpus:
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
+        details = tf.config.experimental.get_device_details(gpus[0])
+        desc = f"GPU ({details.get('device_name', gpus[0].name)})"
+    else:
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+        desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'})"
+    return strategy, desc
+
+
+# ----------------------------------------------------------------------------- input pipeline
+
+
+def _augment_one(tf, image):
+    """(28, 28, 1) float32 -> random horizontal flip, shift up to 2 px, random erasing (p=0.5)."""
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_crop(tf.pad(image, [[2, 2], [2, 2], [0, 0]]), [28, 28, 1])
+    # random erasing: a rectangle of 2..10% of the area with aspect 0.3..3.3, filled with zeros
+    area = tf.random.uniform([], 0.02, 0.10) * 784.0
+    aspect = tf.exp(tf.random.uniform([], np.log(0.3), np.log(3.3)))
+    h = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32), 1, 27)
+    w = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32), 1, 27)
+    top = tf.random.uniform([], 0, 28 - h + 1, dtype=tf.int32)
+    left = tf.random.uniform([], 0, 28 - w + 1, dtype=tf.int32)
+    rows = tf.range(28)[:, None]
+    cols = tf.range(28)[None, :]
+    box = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+    erase = (tf.random.uniform([]) < 0.5) & box
+    return tf.where(erase[..., None], tf.zeros_like(image), image)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int):
+    """uint8 (N, 28, 28) + labels -> batches of ((B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10))."""
+    tf = _tf()
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def prep(img, label):
+        img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
+        if training and augment:
+            img = _augment_one(tf, img)
+        return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
+
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(cfg.learning_rate)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
+        decay_steps=total - warmup,
+        alpha=0.01,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+
+
+def check_out_dir(out: Path) -> None:
+    """An existing --out must be a folder that holds our artifacts (or nothing): we never replace user data."""
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"--out {out} is a file; give a folder for the artifacts")
+    if out.is_dir() and any(out.iterdir()) and not (out / ARTIFACT_MARKER).is_file():
+        raise ArtifactError(f"--out {out} is a non-empty folder without {ARTIFACT_MARKER}; choose an empty or new folder (it would be replaced)")
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"fmnist_edge": __version__, "python": platform.python_version()}
+    for pkg in ("tensorflow", "keras", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train `cfg.arch`, evaluate on the test set, and write the artifact folder atomically. Returns metadata."""
+    cfg.validate()
+    out = Path(cfg.out)
+    check_out_dir(out)
+    ds = data.load(cfg.data_dir)
+    tf, keras = _tf(), require("keras")
+    keras.utils.set_random_seed(cfg.seed)
+
+    train_idx, val_idx = data.stratified_split(ds.y_train, cfg.val_fraction, seed=cfg.seed)
+    if cfg.limit:
+        keep = data.stratified_subset(ds.y_train[train_idx], cfg.limit, seed=cfg.seed)
+        train_idx = train_idx[keep]
+        val_idx = val_idx[data.stratified_subset(ds.y_train[val_idx], max(10, int(cfg.limit * cfg.val_fraction)), seed=cfg.seed)]
+    x_tr, y_tr = ds.x_train[train_idx], ds.y_train[train_idx]
+    x_val, y_val = ds.x_train[val_idx], ds.y_train[val_idx]
+    x_te, y_te = (ds.x_test, ds.y_test) if not cfg.test_limit else (ds.x_test[: cfg.test_limit], ds.y_test[: cfg.test_limit])
+
+    strategy, device_desc = select_strategy(cfg.device, cfg.mixed_precision)
+    log(f"data: {ds.source}; train {len(x_tr)}, validation {len(x_val)}, test {len(x_te)}")
+    log(f"device: {device_desc}")
+    steps = int(np.ceil(len(x_tr) / cfg.batch_size))
+    with strategy.scope():
+        model = create_model(cfg.arch)
+        model.compile(
+            optimizer=_optimizer(keras, cfg, steps),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=["accuracy"],
+        )
+    n_params, n_macs = int(model.count_params()), macs(model)
+    log(f"model: {cfg.arch}, {n_params:,} parameters, {n_macs / 1e6:.1f} M multiply-adds per image")
+
+    train_ds = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.augment, cfg.seed)
+    val_ds = make_dataset(x_val, y_val, 512, False, False, cfg.seed)
+
+    with atomic_dir(out) as stage:
+        ckpt = stage / "checkpoints" / "best.weights.h5"
+        ckpt.parent.mkdir()
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+            keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True),
+            keras.callbacks.CSVLogger(str(stage / "history.csv")),
+        ]
+        if cfg.optimizer == "adam":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)))
+        t0 = time.perf_counter()
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+        wall = time.perf_counter() - t0
+        history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "learning_rate"}
+        log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s")
+
+        save_model(model, stage)
+        from .report import evaluate_and_report
+
+        metrics = evaluate_and_report(model, x_te, y_te, stage / "report", history=history, samples=(x_tr[:25], y_tr[:25]))
+        metadata = {
+            "arch": cfg.arch,
+            "source": get_entry(cfg.arch).source,
+            "params": n_params,
+            "macs": n_macs,
+            "class_names": list(data.CLASS_NAMES),
+            "input": {"name": INPUT_NAME, "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC",
+                      "range": [0.0, 1.0], "preprocessing": "pixel / 255 (uint8 grayscale, Fashion-MNIST polarity: bright garment on black)"},
+            "output": {"name": OUTPUT_NAME, "shape": [None, data.NUM_CLASSES], "dtype": "float32", "meaning": "softmax probabilities"},
+            "files": {"keras": "model.keras", "h5": "model.h5", "saved_model": "saved_model"},
+            "config": cfg.to_dict(),
+            "data": {"source": ds.source, "train": len(x_tr), "validation": len(x_val), "test": len(x_te)},
+            "device": device_desc,
+            "versions": versions(),
+            "wall_time_s": round(wall, 1),
+            "epochs_run": len(history.get("loss", [])),
+            "test": {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]},
+        }
+        write_json(stage / "history.json", history)
+        write_json(stage / "metadata.json", metadata)
+    log(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}); artifacts in {out}/")
+    return metadata
+
+
+def save_model(model, folder: Path) -> None:
+    """model.keras, model.h5 (legacy HDF5) and saved_model/ (serving signature on float32 [N, 28, 28, 1])."""
+    tf, keras = _tf(), require("keras")
+    model.save(folder / "model.keras")
+    model.save(folder / "model.h5")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",  # also written as serving_default
+        fn=lambda image: {OUTPUT_NAME: model(image, training=False)},
+        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)],
+    )
+    archive.write_out(str(folder / "saved_model"), verbose=False)
+
+
+def load_keras(path: str | os.PathLike):
+    """Load a .keras or .h5 file in Keras' safe mode (no code from the file runs)."""
+    from ..errors import ModelFileError
+
+    keras = require("keras")
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file; train one with `fmnist-edge train` or pass a .keras/.h5 file")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: cannot load as a Keras model ({msg[:200]})") from None
+
