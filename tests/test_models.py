@@ -1,0 +1,70 @@
+"""The registry: every entry builds, the seeds' parameter counts match their reports, unknown names fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fmnist_edge.errors import ConfigError, UnknownModelError
+from fmnist_edge.train.config import make_config
+from fmnist_edge.train.models import DEFAULT_ARCH, create_model, get_entry, list_models, macs
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_with_the_io_contract(name):
+    model = create_model(name)
+    assert model.input.shape == (None, 28, 28, 1)
+    assert model.output.shape == (None, 10)
+    probs = np.asarray(model(np.zeros((2, 28, 28, 1), np.float32), training=False))
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    expected = get_entry(name).expected_params
+    if expected is not None:
+        assert model.count_params() == expected
+
+
+def test_seed_counts_are_the_reports_counts():
+    counts = {n: get_entry(n).expected_params for n in list_models() if get_entry(n).expected_params}
+    assert counts == {
+        "seed000_cnn": 3_477_578,
+        "seed001_cnn": 693_962,
+        "seed001_mlp": 42_310,
+        "seed003_cnn": 590_346,
+        "seed003_baseline": 565_386,
+        "seed004_leaky": 841_546,
+    }
+
+
+def test_default_is_small_for_edge_cpus():
+    model = create_model(DEFAULT_ARCH)
+    assert model.count_params() < 1_000_000
+    assert macs(model) < 60_000_000
+
+
+def test_unknown_arch_lists_known_names():
+    with pytest.raises(UnknownModelError, match="known: .*edgenet.*tiny"):
+        create_model("resnet9000")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": -1}, "epochs must be >= 1"),
+        ({"batch_size": 0}, "batch size"),
+        ({"learning_rate": 0.0}, "learning rate"),
+        ({"val_fraction": 0.9}, "validation fraction"),
+        ({"limit": 5}, "limit must be >= 100"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"colour": "red"}, "unknown training option"),
+    ],
+)
+def test_config_rejects_bad_values_up_front(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("tiny", **overrides)
+
+
+def test_config_merges_recipe_quick_and_overrides():
+    assert make_config("edgenet").epochs == 16
+    assert make_config("edgenet", quick=True).epochs == 2
+    assert make_config("edgenet", quick=True, epochs=3).epochs == 3
+    seed = make_config("seed000_cnn")
+    assert (seed.batch_size, seed.optimizer, seed.augment) == (80, "adam", False)

@@ -1,0 +1,145 @@
+"""Training end to end on a small slice of the real data: artifacts, reports, reloads, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fmnist_edge import atomic, data
+from fmnist_edge.cli import cli
+from fmnist_edge.errors import ArtifactError
+
+
+def test_artifact_folder_is_complete(tiny_artifacts):
+    names = {p.name for p in tiny_artifacts.iterdir()}
+    assert {"model.keras", "model.h5", "saved_model", "metadata.json", "history.json", "report"} <= names
+    assert not [n for n in names if n.startswith(".")], "no temporary files left behind"
+    report = {p.name for p in (tiny_artifacts / "report").iterdir()}
+    assert report == {"metrics.json", "classification_report.txt", "confusion_matrix.png", "curves.png",
+                      "misclassified.png", "samples.png"}
+    for png in (tiny_artifacts / "report").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metadata_records_what_users_need(tiny_artifacts):
+    meta = json.loads((tiny_artifacts / "metadata.json").read_text())
+    assert meta["arch"] == "tiny" and meta["params"] == 4010
+    assert meta["class_names"] == list(data.CLASS_NAMES)
+    assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["input"]["layout"] == "NHWC"
+    assert "255" in meta["input"]["preprocessing"]
+    assert meta["device"].startswith("CPU")
+    assert {"tensorflow", "keras", "numpy"} <= set(meta["versions"])
+    assert meta["config"]["epochs"] == 2 and meta["epochs_run"] == 2
+    assert meta["data"] == {"source": meta["data"]["source"], "train": 3000, "validation": 300, "test": 500}
+    metrics = json.loads((tiny_artifacts / "report" / "metrics.json").read_text())
+    assert metrics["accuracy"] == meta["test"]["accuracy"] > 0.5  # learned something in 2 epochs
+    assert np.array(metrics["confusion_matrix"]).sum() == 500
+    assert set(metrics["per_class"]) == set(data.CLASS_NAMES)
+
+
+def test_keras_h5_and_savedmodel_give_the_same_predictions(tiny_artifacts, fmnist):
+    import keras
+    import tensorflow as tf
+
+    x = data.normalize(fmnist.x_test[:64])
+    ref = np.asarray(keras.models.load_model(tiny_artifacts / "model.keras", safe_mode=True)(x, training=False))
+    h5 = np.asarray(keras.models.load_model(tiny_artifacts / "model.h5", compile=False)(x, training=False))
+    serve = tf.saved_model.load(str(tiny_artifacts / "saved_model")).signatures["serving_default"]
+    sm = serve(image=tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(h5, ref, atol=1e-6)
+    np.testing.assert_allclose(sm, ref, atol=1e-5)
+    assert np.array_equal(sm.argmax(1), ref.argmax(1))
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    out = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "--arch", "tiny", "--epochs", "1", "--limit", "1000",
+                              "--test-limit", "200", "--out", str(out), "--seed", "7"])
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output and "device: CPU" in res.output
+    first = json.loads((out / "metadata.json").read_text())["test"]["accuracy"]
+    (out / "report" / "confusion_matrix.png").unlink()
+    res = runner.invoke(cli, ["evaluate", str(out), "--test-limit", "200"])
+    assert res.exit_code == 0, res.output
+    assert (out / "report" / "confusion_matrix.png").is_file()
+    assert json.loads((out / "metadata.json").read_text())["test"]["accuracy"] == pytest.approx(first, abs=1e-6)
+
+
+def test_models_command_lists_registry_as_json():
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert rows["seed000_cnn"]["params"] == 3_477_578 and "seed 000" in rows["seed000_cnn"]["source"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--arch", "nope"], "unknown architecture 'nope'; known:"),
+        (["--epochs", "-3"], "epochs must be >= 1"),
+        (["--batch-size", "0"], "batch size"),
+        (["--device", "tpu"], "Invalid value for '--device'"),
+        (["--data-dir", "/nonexistent/fm"], "does not exist; install the Debian package"),
+    ],
+)
+def test_train_bad_options_are_one_line(tmp_path, args, message):
+    res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--limit", "200", "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code != 0
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_or_foreign_folder_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("precious")
+    res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--limit", "200", "--out", str(f)])
+    assert res.exit_code != 0 and "is a file" in res.output
+    d = tmp_path / "home"
+    d.mkdir()
+    (d / "notes.txt").write_text("precious")
+    res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--limit", "200", "--out", str(d)])
+    assert res.exit_code != 0 and "without metadata.json" in res.output
+    assert (d / "notes.txt").read_text() == "precious" and f.read_text() == "precious"
+
+
+def test_corrupt_data_is_one_line(tmp_path, fmnist):
+    d = tmp_path / "fm"
+    shutil.copytree(data.find_data_dir(allow_download=False), d)
+    (d / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--data-dir", str(d), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "train-labels-idx1-ubyte.gz" in res.output and "Traceback" not in res.output
+
+
+def test_evaluate_missing_folder_is_one_line(tmp_path):
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "no metadata.json" in res.output
+
+
+def test_interrupted_write_keeps_the_old_folder(tmp_path):
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    (out / "metadata.json").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_dir(out) as stage:
+            (stage / "metadata.json").write_text("half")
+            raise KeyboardInterrupt
+    assert (out / "metadata.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifacts"]
+
+
+def test_atomic_dir_replaces_whole(tmp_path):
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "stale.txt").write_text("x")
+    with atomic.atomic_dir(out) as stage:
+        (stage / "new.txt").write_text("y")
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    with pytest.raises(ArtifactError, match="a file of that name exists"):
+        with atomic.atomic_dir(out / "new.txt"):
+            pass
