@@ -96,6 +96,50 @@ def models(as_json):
         click.echo(f"{r['name']:<18} {r['params']:>10,} {r['macs'] / 1e6:>7.1f}  {r['source']}")
 
 
+def _names(known):
+    """A click callback: 'a,b' -> a tuple of known names, else BadParameter naming the known ones."""
+
+    def parse(ctx, param, value):
+        from .convert.pipeline import parse_list
+        from .errors import ConfigError
+
+        try:
+            return parse_list(value, known, param.name)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return parse
+
+
+@cli.command()
+@click.argument("model", type=click.Path(), default="artifacts")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: the model's artifact folder].")
+@click.option("--format", "formats", default="openvino,onnx", show_default=True, callback=_names(("openvino", "onnx")), help="Comma-separated formats.")
+@click.option("--precision", "precisions", default="fp32,fp16,int8", show_default=True,
+              callback=_names(("fp32", "bf16", "fp16", "int8")), help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
+@click.option("--opset", type=int, default=None, help="ONNX opset [default: 17].")
+@click.option("--calib-size", type=click.IntRange(min=1), default=300, show_default=True, help="INT8 calibration images from the training split.")
+@click.option("--check", default="1000", show_default=True, help="Test images each artifact is checked on, or 'all'.")
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Largest INT8 accuracy drop allowed (absolute).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def convert(model, out, formats, precisions, opset, calib_size, check, max_drop, data_dir, as_json):
+    """Convert MODEL (artifact folder, SavedModel or .keras/.h5) to OpenVINO IR and ONNX, each checked against TensorFlow."""
+    from .convert import convert as run
+    from .convert.manifest import table
+    from .errors import ConversionError
+
+    opts = dict(out=out, formats=formats, precisions=precisions, opset=opset, calib_size=calib_size, check=check,
+                max_drop=max_drop, data_dir=data_dir, log=_echo_err if as_json else click.echo)
+    try:
+        manifest = run(model, **opts)
+    except ConversionError as exc:
+        if getattr(exc, "manifest", None):  # written, but an artifact failed its check: show the figures, then fail
+            click.echo(json.dumps(exc.manifest, indent=2) if as_json else table(exc.manifest))
+        raise
+    click.echo(json.dumps(manifest, indent=2) if as_json else table(manifest))
+
+
 def main() -> None:  # pragma: no cover
     cli(prog_name="fmnist-edge")
 

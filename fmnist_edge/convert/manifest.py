@@ -1,0 +1,75 @@
+"""manifest.json: every artifact's files with bytes and sha256, its check figures, and the tool versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata as md
+from pathlib import Path
+
+from .. import __version__, data
+from .source import INPUT_NAME, OUTPUT_NAME
+
+SCHEMA_VERSION = 1
+FILENAME = "manifest.json"
+PACKAGES = ("tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entry(root: Path, path: Path) -> dict:
+    """{"path": relative to root with '/', "bytes", "sha256"}."""
+    return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256(path)}
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    out["fmnist_edge"] = __version__
+    return out
+
+
+def artifact(fmt: str, precision: str, files: list[dict], inference_precision: str | None = None,
+             check: dict | None = None, status: str = "ok", reason: str | None = None) -> dict:
+    return {"format": fmt, "precision": precision, "files": files, "inference_precision": inference_precision,
+            "check": check, "status": status, "reason": reason}
+
+
+def build(source_path: Path, kind: str, artifacts: list[dict]) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"path": str(source_path), "kind": kind},
+        "class_names": list(data.CLASS_NAMES),
+        "input": {"name": INPUT_NAME, "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1]},
+        "output": {"name": OUTPUT_NAME, "shape": [-1, data.NUM_CLASSES], "dtype": "float32"},
+        "versions": versions(),
+        "artifacts": artifacts,
+    }
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def table(manifest: dict) -> str:
+    """One row per artifact: format, precision, size, agreement, max abs diff, accuracy (vs TF), status."""
+    lines = [f"{'format':<9} {'precision':<9} {'compute':<7} {'size':>9} {'agreement':>9} {'max|diff|':>9} {'accuracy':>8} {'TF acc':>7}  status"]
+    for a in manifest["artifacts"]:
+        c = a["check"]
+        size = _size(sum(f["bytes"] for f in a["files"])) if a["files"] else "-"
+        figures = (f"{c['agreement']:>9.4f} {c['max_abs_diff']:>9.1e} {c['accuracy']:>8.4f} {c['reference_accuracy']:>7.4f}"
+                   if c else f"{'-':>9} {'-':>9} {'-':>8} {'-':>7}")
+        status = a["status"] + (f": {a['reason']}" if a["reason"] else "")
+        lines.append(f"{a['format']:<9} {a['precision']:<9} {a['inference_precision'] or '-':<7} {size:>9} {figures}  {status}")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""INT8 post-training quantization of the IR with NNCF, calibrated on images from the training split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import data
+from ..errors import require
+
+
+def calibration_images(ds: data.FashionMNIST, size: int, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """`size` class-balanced uint8 images from the training split train used (never validation, never test)."""
+    train_idx, _ = data.stratified_split(ds.y_train, val_fraction, seed=seed)
+    keep = data.stratified_subset(ds.y_train[train_idx], size, seed=seed)
+    return ds.x_train[train_idx[keep]]
+
+
+def quantize_ir(model, calib: np.ndarray):
+    """ov.Model + (N, 28, 28, 1) float32 calibration images -> INT8 ov.Model (NNCF PTQ, batch 1)."""
+    nncf = require("nncf")
+    from .quiet import quiet
+
+    dataset = nncf.Dataset([image[None] for image in calib])  # each item (1, 28, 28, 1)
+    with quiet():  # NNCF draws progress bars
+        return nncf.quantize(model, dataset, subset_size=len(calib))
