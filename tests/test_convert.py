@@ -1,0 +1,261 @@
+"""Converter end to end on the tiny model: every format and precision, parity with TensorFlow, manifest, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fmnist_edge import data
+from fmnist_edge.cli import cli
+from fmnist_edge.convert import convert
+from fmnist_edge.convert.check import verdict
+from fmnist_edge.errors import ArtifactError, ConfigError, ModelFileError
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(check=300, calib_size=64, log=lambda *_: None)
+TRAIN_FILES = ("model.keras", "model.h5", "metadata.json", "history.json", "saved_model", "report")
+
+
+def _copy(tiny_artifacts, tmp_path) -> Path:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts, folder)
+    return folder
+
+
+def _keras_file(path: Path, input_shape, classes: int, softmax: bool = True) -> Path:
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, strides=2)(inputs) if len(input_shape) == 3 else inputs)
+    outputs = keras.layers.Dense(classes, activation="softmax" if softmax else None)(x)
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def _reference(saved_model: Path, x: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    return serve(image=tf.constant(x))["probabilities"].numpy()
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_artifacts, tmp_path_factory):
+    """The tiny artifact folder converted to every format and precision once (through the CLI, as users do)."""
+    folder = _copy(tiny_artifacts, tmp_path_factory.mktemp("convert"))
+    result = CliRunner().invoke(cli, ["convert", str(folder), "--precision", "fp32,bf16,fp16,int8",
+                                      "--check", "300", "--calib-size", "64"])
+    assert result.exit_code == 0, result.output
+    return folder, result.output
+
+
+def _artifact(manifest, fmt, precision):
+    (entry,) = [a for a in manifest["artifacts"] if a["format"] == fmt and a["precision"] == precision]
+    return entry
+
+
+def test_layout_and_table(converted):
+    folder, output = converted
+    for rel in ("openvino/fp32/model.xml", "openvino/fp32/model.bin", "openvino/fp16/model.xml", "openvino/int8/model.bin",
+                "onnx/model.onnx", "serving/fmnist/1/model.xml", "serving/fmnist/1/model.bin", "serving/config.json",
+                "manifest.json", *TRAIN_FILES):
+        assert (folder / rel).exists(), rel
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "no staging folders left behind"
+    table = [line for line in output.splitlines() if line.startswith(("format ", "openvino ", "onnx ")) and ":" not in line.split()[1]]
+    header, *rows = table  # the log lines ("openvino fp32: ok ...") come before the table
+    assert "agreement" in header and "max|diff|" in header and "status" in header
+    assert [r.split()[:2] for r in rows] == [["openvino", "fp32"], ["openvino", "bf16"], ["openvino", "fp16"],
+                                             ["openvino", "int8"], ["onnx", "fp32"]]
+    assert all(r.rstrip().endswith("ok") for r in rows)
+    assert "Traceback" not in output and "I0000" not in output and "oneDNN" not in output
+
+
+def test_fp32_ir_and_onnx_match_tensorflow(converted):
+    manifest = json.loads((converted[0] / "manifest.json").read_text())
+    for fmt in ("openvino", "onnx"):
+        entry = _artifact(manifest, fmt, "fp32")
+        c = entry["check"]
+        assert entry["status"] == "ok" and c["n"] == 300
+        assert c["max_abs_diff"] <= 1e-4 and c["agreement"] == 1.0
+        assert c["accuracy"] == c["reference_accuracy"] > 0.5
+    assert _artifact(manifest, "openvino", "fp32")["inference_precision"] == "f32"  # never the CPU's bf16 default
+    assert _artifact(manifest, "onnx", "fp32")["inference_precision"] is None
+
+
+def test_reduced_precisions_are_reported(converted):
+    manifest = json.loads((converted[0] / "manifest.json").read_text())
+    fp16, bf16, int8 = (_artifact(manifest, "openvino", p) for p in ("fp16", "bf16", "int8"))
+    assert fp16["inference_precision"] == "f32" and fp16["check"]["max_abs_diff"] < 1e-2
+    assert bf16["files"] == _artifact(manifest, "openvino", "fp32")["files"]  # the fp32 IR, computed in bf16
+    assert bf16["inference_precision"] in ("bf16", "f32")  # f32 where the CPU has no bf16
+    assert int8["status"] == "ok"
+    assert int8["check"]["reference_accuracy"] - int8["check"]["accuracy"] <= 0.01
+    assert int8["check"]["agreement"] > 0.9
+    # fp16 weights are half the size of fp32 ones (the tiny model's .bin is all weights)
+    sizes = {a["precision"]: {Path(f["path"]).name: f["bytes"] for f in a["files"]} for a in manifest["artifacts"]
+             if a["format"] == "openvino"}
+    assert sizes["fp16"]["model.bin"] < 0.6 * sizes["fp32"]["model.bin"]
+
+
+def test_manifest_schema_and_hashes(converted):
+    folder = converted[0]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest) == {"schema_version", "created", "source", "class_names", "input", "output", "versions", "artifacts"}
+    assert manifest["schema_version"] == 1 and manifest["created"].endswith("+00:00")
+    assert manifest["source"] == {"path": str(folder / "saved_model"), "kind": "saved_model"}
+    assert manifest["class_names"] == list(data.CLASS_NAMES)
+    assert manifest["input"] == {"name": "image", "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1]}
+    assert manifest["output"] == {"name": "probabilities", "shape": [-1, 10], "dtype": "float32"}
+    assert set(manifest["versions"]) == {"tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime", "fmnist_edge"}
+    assert all(manifest["versions"].values())
+    for entry in manifest["artifacts"]:
+        assert set(entry) == {"format", "precision", "files", "inference_precision", "check", "status", "reason"}
+        assert set(entry["check"]) == {"n", "agreement", "max_abs_diff", "accuracy", "reference_accuracy"}
+        for f in entry["files"]:
+            blob = (folder / f["path"]).read_bytes()
+            assert len(blob) == f["bytes"] and hashlib.sha256(blob).hexdigest() == f["sha256"]
+
+
+def test_names_and_dynamic_batch(converted, fmnist):
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+    import openvino.properties.hint as hints
+
+    folder = converted[0]
+    x = data.normalize(fmnist.x_test[:7])
+    ref = _reference(folder / "saved_model", x)
+    core = ov.Core()
+    for rel in ("openvino/fp32/model.xml", "openvino/fp16/model.xml", "openvino/int8/model.xml", "serving/fmnist/1/model.xml"):
+        model = core.read_model(folder / rel)
+        assert model.inputs[0].get_names() == {"image"} and model.outputs[0].get_names() == {"probabilities"}
+        assert str(model.inputs[0].get_partial_shape()) == "[?,28,28,1]"
+        compiled = core.compile_model(model, "CPU", {hints.inference_precision: ov.Type.f32})
+        for batch in (1, 7):
+            probs = compiled(x[:batch])["probabilities"]
+            assert probs.shape == (batch, 10)
+            np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+            if "int8" not in rel:
+                np.testing.assert_allclose(probs, ref[:batch], atol=1e-2 if "fp16" in rel else 1e-4)
+
+    proto = onnx.load(folder / "onnx/model.onnx")
+    onnx.checker.check_model(proto)
+    session = ort.InferenceSession(str(folder / "onnx/model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == ["probabilities"]
+    assert session.get_inputs()[0].shape == ["batch", 28, 28, 1]
+    for batch in (1, 7):
+        (probs,) = session.run(None, {"image": x[:batch]})
+        np.testing.assert_allclose(probs, ref[:batch], atol=1e-4)
+
+
+def test_serving_layout_is_a_model_repository(converted):
+    folder = converted[0]
+    config = json.loads((folder / "serving/config.json").read_text())
+    (entry,) = config["model_config_list"]
+    assert entry["config"]["name"] == "fmnist"
+    base = folder / "serving" / entry["config"]["base_path"]  # relative to config.json, as OVMS resolves it
+    assert sorted(p.name for p in (base / "1").iterdir()) == ["model.bin", "model.xml"]
+    assert (base / "1/model.bin").read_bytes() == (folder / "openvino/fp32/model.bin").read_bytes()
+
+
+def test_rerun_replaces_cleanly_and_keeps_train_files(converted, tmp_path):
+    folder = _copy(converted[0], tmp_path)
+    before = {name: (folder / name).stat().st_mtime_ns for name in TRAIN_FILES}
+    (folder / "openvino/int8/stale.txt").write_text("from an older run")
+    result = CliRunner().invoke(cli, ["convert", str(folder), "--precision", "fp32", "--check", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert [(a["format"], a["precision"]) for a in manifest["artifacts"]] == [("openvino", "fp32"), ("onnx", "fp32")]
+    assert manifest == json.loads((folder / "manifest.json").read_text())
+    assert sorted(p.name for p in (folder / "openvino").iterdir()) == ["fp32"]  # old fp16/int8 are gone
+    assert {name: (folder / name).stat().st_mtime_ns for name in TRAIN_FILES} == before
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_keras_file_with_logits_and_other_names(fmnist, tmp_path):
+    """A model trained elsewhere: .h5, no channel axis, logits out; converted with names and a softmax added."""
+    model = _keras_file(tmp_path / "other.h5", (28, 28), 10, softmax=False)
+    manifest = convert(model, formats=("openvino", "onnx"), precisions=("fp32",), **SMALL)
+    assert manifest["source"] == {"path": str(model), "kind": "h5"}
+    assert [a["status"] for a in manifest["artifacts"]] == ["ok", "ok"]
+    assert (tmp_path / "openvino/fp32/model.xml").is_file() and (tmp_path / "onnx/model.onnx").is_file()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "onnx/model.onnx"), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(["probabilities"], {"image": data.normalize(fmnist.x_test[:5])})
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_missing_model_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "no such file or folder" in result.output and "Traceback" not in result.output
+    with pytest.raises(ModelFileError):
+        convert(tmp_path / "nope", log=lambda *_: None)
+
+
+def test_corrupt_saved_model_leaves_nothing(tiny_artifacts, tmp_path):
+    folder = _copy(tiny_artifacts, tmp_path)
+    (folder / "saved_model" / "saved_model.pb").write_bytes(b"\x00not a protobuf" * 10)
+    result = CliRunner().invoke(cli, ["convert", str(folder), "--check", "50"])
+    assert result.exit_code == 1 and "cannot load the SavedModel" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not {"openvino", "onnx", "serving", "manifest.json"} & {p.name for p in folder.iterdir()}
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("shape,classes,message", [((32, 32, 3), 10, "[N, 32, 32, 3]"), ((28, 28, 1), 5, "[N, 5]")])
+def test_wrong_shape_is_rejected(tmp_path, shape, classes, message):
+    model = _keras_file(tmp_path / "wrong.keras", shape, classes)
+    with pytest.raises(ModelFileError, match=message.replace("[", r"\[")):
+        convert(model, **SMALL)
+    result = CliRunner().invoke(cli, ["convert", str(model)])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.keras"]
+
+
+@pytest.mark.parametrize("args,bad", [(["--format", "openvino,tflite"], "tflite"), (["--precision", "fp32,int4"], "int4")])
+def test_unknown_format_or_precision(tiny_artifacts, args, bad):
+    result = CliRunner().invoke(cli, ["convert", str(tiny_artifacts), *args])
+    assert result.exit_code == 2
+    assert bad in result.output and "choose from" in result.output and "Traceback" not in result.output
+    with pytest.raises(ConfigError):
+        convert(tiny_artifacts, formats=("openvino", "tflite"), log=lambda *_: None)
+
+
+def test_unwritable_out(tiny_artifacts, tmp_path):
+    """A read-only folder (when not root) and a path on a read-only file system: one line, nothing written."""
+    targets = [Path("/sys/fmnist-edge-convert-test")] if Path("/sys").is_dir() else []
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    if not os.access(readonly, os.W_OK):  # root writes anywhere
+        targets.append(readonly)
+    assert targets
+    for out in targets:
+        result = CliRunner().invoke(cli, ["convert", str(tiny_artifacts), "--out", str(out)])
+        assert result.exit_code == 1 and "cannot write" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        with pytest.raises(ArtifactError):
+            convert(tiny_artifacts, out=out, **SMALL)
+    readonly.chmod(0o755)
+    assert not any(readonly.iterdir())
+
+
+def test_verdict_thresholds():
+    ok = {"n": 100, "agreement": 1.0, "max_abs_diff": 5e-5, "accuracy": 0.90, "reference_accuracy": 0.90}
+    assert verdict("fp32", "onnx", ok, 0.01) == ("ok", None)
+    status, reason = verdict("fp32", "openvino", {**ok, "max_abs_diff": 1.4e-2}, 0.01)
+    assert status == "check_failed" and "max abs diff" in reason
+    assert verdict("int8", "openvino", {**ok, "accuracy": 0.895}, 0.01)[0] == "ok"
+    status, reason = verdict("int8", "openvino", {**ok, "accuracy": 0.87}, 0.01)
+    assert status == "check_failed" and "--max-drop" in reason
+    assert verdict("fp16", "openvino", {**ok, "agreement": 0.98, "max_abs_diff": 0.02}, 0.01)[0] == "ok"
