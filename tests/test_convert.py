@@ -180,18 +180,44 @@ def test_rerun_replaces_cleanly_and_keeps_train_files(converted, tmp_path):
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
-def test_keras_file_with_logits_and_other_names(fmnist, tmp_path):
-    """A model trained elsewhere: .h5, no channel axis, logits out; converted with names and a softmax added."""
+def test_keras_h5_with_logits(fmnist, tmp_path):
+    """A model trained elsewhere: .h5, no channel axis, logits out; converted next to it with a softmax added."""
+    import openvino as ov
+
     model = _keras_file(tmp_path / "other.h5", (28, 28), 10, softmax=False)
-    manifest = convert(model, formats=("openvino", "onnx"), precisions=("fp32",), **SMALL)
+    manifest = convert(model, formats=("openvino",), precisions=("fp32",), **SMALL)
     assert manifest["source"] == {"path": str(model), "kind": "h5"}
-    assert [a["status"] for a in manifest["artifacts"]] == ["ok", "ok"]
-    assert (tmp_path / "openvino/fp32/model.xml").is_file() and (tmp_path / "onnx/model.onnx").is_file()
+    (entry,) = manifest["artifacts"]
+    assert entry["status"] == "ok" and entry["check"]["max_abs_diff"] <= 1e-4
+    compiled = ov.Core().compile_model(tmp_path / "openvino/fp32/model.xml", "CPU")
+    probs = compiled(data.normalize(fmnist.x_test[:5]))["probabilities"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)
+
+
+def test_foreign_saved_model_gets_our_names(fmnist, tmp_path):
+    """keras' model.export names its tensors keras_tensor / output_0: the ONNX model still says image / probabilities."""
+    import keras
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(tmp_path / "onnx/model.onnx"), providers=["CPUExecutionProvider"])
-    (probs,) = session.run(["probabilities"], {"image": data.normalize(fmnist.x_test[:5])})
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    inputs = keras.Input(shape=(28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).export(str(tmp_path / "exported"), verbose=False)
+    lines = []
+    manifest = convert(tmp_path / "exported", out=tmp_path / "out", formats=("onnx",), check=100, log=lines.append)
+    assert any("re-exported with input `image`" in line for line in lines)
+    assert manifest["source"]["kind"] == "saved_model" and manifest["artifacts"][0]["status"] == "ok"
+    session = ort.InferenceSession(str(tmp_path / "out/onnx/model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == ["probabilities"]
+
+
+def test_calibration_comes_from_the_training_split(fmnist):
+    from fmnist_edge.convert.quantize import calibration_images
+
+    train_idx, _ = data.stratified_split(fmnist.y_train, 0.1, seed=0)
+    calib = calibration_images(fmnist, 64)
+    assert calib.shape == (64, 28, 28) and calib.dtype == np.uint8
+    train_set = {fmnist.x_train[i].tobytes() for i in train_idx}
+    assert all(image.tobytes() in train_set for image in calib)
 
 
 def test_missing_model_is_one_line(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConversionError, require
+from ..errors import ArtifactError, ConversionError, require
 from .source import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
 OPSETS = range(13, 19)  # what tf2onnx 1.17 writes and onnxruntime runs
@@ -45,6 +45,9 @@ def export_onnx(saved_model: Path, path: Path, opset: int = DEFAULT_OPSET) -> Pa
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"onnx.checker rejects the converted model: {str(exc).strip().splitlines()[0][:200]}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(path))
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConversionError
+from ..errors import ArtifactError, ConversionError
 from .source import INPUT_NAME, OUTPUT_NAME
 
 XML = "model.xml"
@@ -48,6 +48,9 @@ def save_ir(model, folder: Path, compress_to_fp16: bool) -> list[Path]:
     """Write folder/model.xml + model.bin; FP32 weights unless `compress_to_fp16`."""
     import openvino as ov
 
-    folder.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(folder / XML), compress_to_fp16=compress_to_fp16)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, str(folder / XML), compress_to_fp16=compress_to_fp16)
+    except Exception as exc:  # noqa: BLE001 - OpenVINO reports a full disk as a RuntimeError
+        raise ArtifactError(f"cannot write {folder / XML}: {str(exc).strip().splitlines()[0][:200]}") from None
     return [folder / XML, folder / BIN]

@@ -115,8 +115,12 @@ def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, ops
 
 
 def _images(uint8: np.ndarray) -> np.ndarray:
-    """Dataset-form uint8 (N, 28, 28) -> (N, 28, 28, 1) float32 in [0, 1], through the one preprocessing path."""
-    return data.normalize(uint8)
+    """Dataset-form uint8 (N, 28, 28) -> (N, 28, 28, 1) float32 in [0, 1], through the runtime's preprocessing."""
+    try:
+        from ..runtime.preprocess import to_model_input
+    except ImportError:  # a checkout without the runtime: the same arithmetic, from the data module
+        return data.normalize(uint8)
+    return to_model_input(uint8)
 
 
 def _convert(model, stage, work, formats, precisions, opset, calib_size, n_check, max_drop, data_dir, log) -> dict:
@@ -160,6 +164,8 @@ def _convert(model, stage, work, formats, precisions, opset, calib_size, n_check
 
         try:
             onnx_path = export_onnx(source.saved_model, stage / "onnx" / FILENAME, opset)
+        except ArtifactError:
+            raise
         except Exception as exc:  # noqa: BLE001
             failed("onnx", "fp32", exc)
         else:
@@ -187,7 +193,10 @@ def _openvino(source, stage, precisions, calib_size, ds, x_check, record, failed
             record("openvino", "fp32", fp32, lambda: checks.openvino_probs(fp32[0], x_check, "f32"))
         if "bf16" in precisions:
             record("openvino", "bf16", fp32, lambda: checks.openvino_probs(fp32[0], x_check, "bf16"))
-        write_serving(stage / "serving", fp32)
+        try:
+            write_serving(stage / "serving", fp32)
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the serving layout: {exc.strerror or exc}") from None
         log(f"serving layout: {stage.parent / 'serving'}/ (serve it with: {serve_command(stage.parent / 'serving')})")
     if "fp16" in precisions:
         fp16 = save_ir(model, ir / "fp16", compress_to_fp16=True)
@@ -199,6 +208,8 @@ def _openvino(source, stage, precisions, calib_size, ds, x_check, record, failed
         try:
             calib = _images(calibration_images(ds, calib_size, cfg.get("val_fraction", 0.1), cfg.get("seed", 0)))
             int8 = save_ir(quantize_ir(model, calib), ir / "int8", compress_to_fp16=False)
+        except ArtifactError:
+            raise
         except Exception as exc:  # noqa: BLE001
             failed("openvino", "int8", exc)
         else:

@@ -10,9 +10,14 @@ from ..errors import require
 
 def calibration_images(ds: data.FashionMNIST, size: int, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
     """`size` class-balanced uint8 images from the training split train used (never validation, never test)."""
-    train_idx, _ = data.stratified_split(ds.y_train, val_fraction, seed=seed)
-    keep = data.stratified_subset(ds.y_train[train_idx], size, seed=seed)
-    return ds.x_train[train_idx[keep]]
+    train_idx, _ = data.stratified_split(ds.y_train, val_fraction, seed=seed)  # shuffled
+    labels = ds.y_train[train_idx]
+    rank = np.zeros(len(labels), dtype=np.int64)  # i-th image of its class in the shuffled order
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    take = np.lexsort((labels, rank))[:size]  # round robin over the classes: exactly `size`, balanced
+    return ds.x_train[train_idx[take]]
 
 
 def quantize_ir(model, calib: np.ndarray):
