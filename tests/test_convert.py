@@ -238,6 +238,18 @@ def test_corrupt_saved_model_leaves_nothing(tiny_artifacts, tmp_path):
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def test_keras_file_cannot_run_code(tmp_path):
+    """Keras safe mode: a Lambda layer (arbitrary Python) in a model file is refused, not executed."""
+    import keras
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(keras.layers.Lambda(lambda t: t * 2.0)(inputs)))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelFileError, match="cannot load as a Keras model"):
+        convert(tmp_path / "lambda.keras", out=tmp_path / "new", **SMALL)
+    assert not (tmp_path / "new").exists(), "a folder made for a failed run is removed"
+
+
 @pytest.mark.parametrize("shape,classes,message", [((32, 32, 3), 10, "[N, 32, 32, 3]"), ((28, 28, 1), 5, "[N, 5]")])
 def test_wrong_shape_is_rejected(tmp_path, shape, classes, message):
     model = _keras_file(tmp_path / "wrong.keras", shape, classes)
@@ -255,6 +267,13 @@ def test_unknown_format_or_precision(tiny_artifacts, args, bad):
     assert bad in result.output and "choose from" in result.output and "Traceback" not in result.output
     with pytest.raises(ConfigError):
         convert(tiny_artifacts, formats=("openvino", "tflite"), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("args,message", [(["--opset", "99"], "--opset 99 is not supported"), (["--check", "many"], "--check must be")])
+def test_bad_numbers_are_one_line(tiny_artifacts, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["convert", str(tiny_artifacts), "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_out(tiny_artifacts, tmp_path):

@@ -1,4 +1,4 @@
-"""Numerical parity: run an artifact in its own runtime and compare it with the TensorFlow reference."""
+"""Numerical parity of each artifact, run in its own runtime, with the TensorFlow reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""manifest.json: every artifact's files with bytes and sha256, its check figures, and the tool versions."""
+"""manifest.json, the record of every artifact: files with sha256, check figures, tool versions."""
 
 from __future__ import annotations
 

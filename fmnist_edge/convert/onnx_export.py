@@ -1,4 +1,4 @@
-"""ONNX: tf2onnx from the canonical SavedModel, named like the IR, with a symbolic batch, checked by onnx.checker."""
+"""ONNX from the canonical SavedModel with tf2onnx, named like the IR, accepted by onnx.checker."""
 
 from __future__ import annotations
 

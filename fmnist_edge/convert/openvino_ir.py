@@ -1,4 +1,4 @@
-"""OpenVINO IR: convert the canonical SavedModel, keep its names, NHWC and dynamic batch, and save it."""
+"""OpenVINO IR from the canonical SavedModel: tensors named `image`/`probabilities`, NHWC, dynamic batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""convert(): every requested artifact written into a staging folder, checked against TensorFlow, then moved into place."""
+"""convert(), the one entry point: stages every requested artifact, then moves the checked set into place."""
 
 from __future__ import annotations
 
@@ -98,13 +98,18 @@ def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, ops
     formats, precisions, opset, n_check = _validate(formats, precisions, opset, calib_size, check, max_drop)
     path, _, _ = locate(model)  # fails fast on a missing path, before TensorFlow loads
     out = Path(out) if out is not None else path.parent  # the artifact folder, or the folder that holds the model
+    created = not out.exists()
     stage = _stage_dir(out)
     try:
         with tempfile.TemporaryDirectory(prefix="fmnist-convert-") as work:
             manifest = _convert(model, stage, Path(work), formats, precisions, opset, calib_size, n_check, max_drop, data_dir, log)
         _place(stage, out, log)
-    finally:
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # a folder made for this run goes with it
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
     log(f"wrote {len(manifest['artifacts']) - len(failed)} of {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME})")
     if failed:

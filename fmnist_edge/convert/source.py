@@ -1,4 +1,4 @@
-"""The model to convert: find it, load it safely, validate its shapes, and pin it as one canonical SavedModel."""
+"""The model to convert, pinned as one canonical SavedModel: input `image` [N,28,28,1], output `probabilities` [N,10]."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ class Source:
     saved_model: Path
     metadata: dict = field(default_factory=dict)  # train's metadata.json when there is one
     notes: list[str] = field(default_factory=list)
+    _fn: object = field(default=None, repr=False)  # the loaded serving signature
 
     def reference(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
         """(N, 28, 28, 1) float32 -> (N, 10) float32 probabilities from the canonical SavedModel."""
         tf = tensorflow()
-        if not hasattr(self, "_fn"):
+        if self._fn is None:
             with quiet():
                 self._fn = tf.saved_model.load(str(self.saved_model)).signatures[SIGNATURE]
         outs = [self._fn(**{INPUT_NAME: tf.constant(images[i : i + batch_size])})[OUTPUT_NAME].numpy()
@@ -42,7 +43,7 @@ class Source:
 
 def locate(model: str | Path) -> tuple[Path, str, dict]:
     """(model path, kind, train metadata) for an artifact folder, a SavedModel folder or a Keras file."""
-    path = Path(model).expanduser()
+    path = Path(model).expanduser().absolute()
     hint = "point at a folder written by `fmnist-edge train`, a SavedModel folder or a .keras/.h5 file"
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or folder; {hint}")
@@ -76,9 +77,8 @@ def _check_shapes(path: Path, in_shape, out_shape, in_dtype: str) -> bool:
     """Raise ModelFileError unless input is (N, 28, 28, 1) (or (N, 28, 28)) float32 and output is (N, 10).
     Returns whether the input lacks the channel axis."""
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
-    fits = lambda shape, want: len(shape) == len(want) and all(s is None or s == w for s, w in zip(shape[1:], want[1:]))  # noqa: E731
-    squeeze = fits(in_shape, INPUT_SHAPE[:3])
-    if not (fits(in_shape, INPUT_SHAPE) or squeeze):
+    squeeze = _fits(in_shape, INPUT_SHAPE[:3])
+    if not (_fits(in_shape, INPUT_SHAPE) or squeeze):
         raise ModelFileError(f"{path}: the model takes input of shape {_shape(in_shape)}, but Fashion-MNIST models take [N, 28, 28, 1]")
     if in_dtype != "float32":
         raise ModelFileError(f"{path}: the model takes {in_dtype} input; a float32 [N, 28, 28, 1] input in [0, 1] is needed")
@@ -87,6 +87,11 @@ def _check_shapes(path: Path, in_shape, out_shape, in_dtype: str) -> bool:
     if in_shape[0] is not None:
         raise ModelFileError(f"{path}: the model's batch size is fixed at {in_shape[0]}; export it with a dynamic batch (None)")
     return squeeze
+
+
+def _fits(shape: tuple, want: tuple) -> bool:
+    """Same rank, and every non-batch dimension equal or unknown (None)."""
+    return len(shape) == len(want) and all(s is None or s == w for s, w in zip(shape[1:], want[1:]))
 
 
 def _shape(shape) -> str:
