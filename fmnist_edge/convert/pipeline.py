@@ -30,13 +30,13 @@ def parse_list(value, known: tuple[str, ...], what: str) -> tuple[str, ...]:
     items = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
     unknown = [v for v in items if v not in known]
     if unknown or not items:
-        raise ConfigError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(known)}")
+        raise ConfigError(f"unknown {what}: {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(known)}")
     return tuple(k for k in known if k in items)
 
 
 def _validate(formats, precisions, opset, calib_size, check, max_drop):
-    formats = parse_list(formats, FORMATS, "format")
-    precisions = parse_list(precisions, PRECISIONS, "precision")
+    formats = parse_list(formats, FORMATS, "formats")
+    precisions = parse_list(precisions, PRECISIONS, "precisions")
     opset = DEFAULT_OPSET if opset is None else opset
     if opset not in OPSETS:
         raise ConfigError(f"--opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
@@ -84,6 +84,9 @@ def _place(stage: Path, out: Path, log=print) -> None:
             elif (trash / name).exists():
                 log(f"removed the old {out / name} (not requested this time)")
     except OSError as exc:
+        for old in trash.iterdir():  # put the previous artifacts back where nothing new took their place
+            if not (out / old.name).exists():
+                os.replace(old, out / old.name)
         raise ArtifactError(f"cannot move the artifacts into {out}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(trash, ignore_errors=True)
@@ -113,7 +116,8 @@ def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, ops
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
     log(f"wrote {len(manifest['artifacts']) - len(failed)} of {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME})")
     if failed:
-        exc = ConversionError("; ".join(f"{a['format']} {a['precision']}: {a['reason']}" for a in failed))
+        exc = ConversionError(f"written to {out}/, but {len(failed)} artifact(s) did not pass (marked in {mf.FILENAME}): "
+                              + "; ".join(f"{a['format']} {a['precision']}: {a['reason']}" for a in failed))
         exc.manifest = manifest
         raise exc
     return manifest
