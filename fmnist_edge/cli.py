@@ -140,6 +140,70 @@ def convert(model, out, formats, precisions, opset, calib_size, check, max_drop,
     click.echo(json.dumps(manifest, indent=2) if as_json else table(manifest))
 
 
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="Classes to show per image.")
+@click.option("--polarity", type=click.Choice(["auto", "photo", "dataset"]), default="auto", show_default=True,
+              help="photo: dark garment on light background; dataset: bright garment on black.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (JSON Lines).")
+def predict(images, model_dir, precision, device, top_k, polarity, as_json):
+    """Classify IMAGES (PNG, JPEG, BMP, WebP files; a folder stands for the images in it), one line each."""
+    from pathlib import Path
+
+    from .runtime import Classifier, list_images
+
+    files = []
+    for arg in images:
+        if Path(arg).is_dir():
+            found = list_images(arg)
+            if not found:
+                raise click.BadParameter(f"folder {arg} holds no .png, .jpg, .jpeg, .bmp or .webp files", param_hint="IMAGES")
+            files.extend(found)
+        else:
+            files.append(Path(arg))
+    clf = Classifier.load(model_dir, precision=precision, device=device, polarity=polarity)
+    failed = 0
+    for path in files:
+        try:
+            p = clf.predict(path, top_k=top_k)
+        except FmnistEdgeError as exc:  # one bad image does not stop the others
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"file": str(path), "error": str(exc)}))
+            else:
+                _echo_err(f"{path}: error: {exc}")
+            continue
+        if as_json:
+            click.echo(json.dumps({"file": str(path), **p.to_dict()}))
+        else:
+            others = ", ".join(f"{n} {q:.3f}" for n, q in p.top_k)
+            click.echo(f"{path}\t{p.label}\t{p.confidence:.3f}\t{others}")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} images could not be classified")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(as_json):
+    """List the OpenVINO devices and the installed package versions (without importing TensorFlow)."""
+    from .runtime import devices, versions
+
+    found, vers = devices(), versions()
+    if as_json:
+        click.echo(json.dumps({"devices": found, "versions": vers}, indent=2))
+        return
+    click.echo("OpenVINO devices:")
+    for d in found:
+        caps = ", ".join(d["optimization_capabilities"] or [])
+        click.echo(f"  {d['device']:<8} {d['full_device_name'] or '?'}" + (f"  [{caps}]" if caps else ""))
+    click.echo("versions:")
+    for name, version in vers.items():
+        click.echo(f"  {name:<24} {version or 'not installed'}")
+
+
 def main() -> None:  # pragma: no cover
     cli(prog_name="fmnist-edge")
 

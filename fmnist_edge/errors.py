@@ -34,6 +34,48 @@ class ConversionError(FmnistEdgeError):
 class InputImageError(FmnistEdgeError):
     """An image handed to the runtime cannot be read or has the wrong form."""
 
+    index: int | None = None  # set when the image is one item of a batch
+
+
+class ImageNotFoundError(InputImageError):
+    """An image path that does not exist, is a folder or cannot be opened."""
+
+
+class ImageDecodeError(InputImageError):
+    """Empty, truncated or non-image data, or an image format the runtime does not read."""
+
+
+class ImageTypeError(InputImageError):
+    """A Python type or array dtype that is not an image (lists, bool or complex arrays, ...)."""
+
+
+class ImageShapeError(InputImageError):
+    """An array with the wrong number of dimensions or channels."""
+
+
+class ImageSizeError(InputImageError):
+    """A 0-sized image, or one too large to decode safely (decompression-bomb guard)."""
+
+
+class ImageValueError(InputImageError):
+    """NaN or inf pixels, values outside the accepted range, or a flat image with nothing to classify."""
+
+
+class ManifestError(ModelFileError):
+    """manifest.json is missing, unreadable or does not describe the files it should."""
+
+
+class IntegrityError(ModelFileError):
+    """A model file is missing or differs from the size and sha256 that manifest.json records."""
+
+
+class PrecisionNotAvailableError(ModelFileError):
+    """The artifact folder holds no usable model of the precision asked for."""
+
+
+class DeviceError(FmnistEdgeError):
+    """An OpenVINO device that is not present, or that cannot compile the model."""
+
 
 class MissingDependencyError(FmnistEdgeError):
     """An optional dependency (the [train] extra) is not installed."""

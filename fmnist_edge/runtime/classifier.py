@@ -1,0 +1,347 @@
+"""Classifier: one compiled OpenVINO model that many threads share to classify garment images."""
+
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import openvino as ov
+
+from .. import data
+from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
+from .core import core
+from .manifest import locate
+from .preprocess import SIZE, prepare
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+# What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
+# without the hint the CPU plugin silently computes in bf16 on CPUs with AVX512_BF16/AMX.
+MATH = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
+_COMPUTE_OPS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
+_SCALE = np.float32(data.INPUT_SCALE)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One image's answer: the best class and the `top_k` (label, probability) pairs, best first."""
+
+    label: str
+    index: int
+    confidence: float
+    top_k: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "confidence": self.confidence,
+                "top_k": [{"label": n, "probability": p} for n, p in self.top_k]}
+
+
+class _Slot:
+    """An infer request with its own pre-shaped batch-1 input tensor that shares memory with `pixels`."""
+
+    __slots__ = ("request", "tensor", "pixels")
+
+    def __init__(self, compiled: ov.CompiledModel):
+        buffer = np.zeros((1, SIZE, SIZE, 1), np.float32)  # (1, 28, 28, 1) float32 in [0, 1]
+        self.pixels = buffer[0, :, :, 0]
+        self.tensor = ov.Tensor(buffer, shared_memory=True)
+        self.request = compiled.create_infer_request()
+        self.request.set_input_tensor(self.tensor)
+
+
+class Classifier:
+    """A Fashion-MNIST classifier compiled once for one device and precision; safe to share between threads.
+
+    Make one with `Classifier.load`. Every predict method takes the inputs listed in
+    `fmnist_edge.runtime.decode` (arrays, PIL images, file paths, encoded bytes) and preprocesses them with
+    `fmnist_edge.runtime.preprocess`. Each thread borrows an infer request from a pool for the length of one
+    call, so concurrent calls never share a request and an error never leaves one borrowed.
+    """
+
+    def __init__(self, compiled: ov.CompiledModel, class_names: tuple[str, ...], *, path: Path, precision: str,
+                 requested_device: str, polarity: str = "auto", verified: bool = True):
+        self._compiled = compiled
+        self.class_names = class_names
+        self.path = path
+        self.precision = precision
+        self.requested_device = requested_device
+        self.polarity = polarity
+        self.verified = verified
+        self._free: collections.deque[_Slot] = collections.deque()  # append/pop are atomic: no lock needed
+        self._free.append(_Slot(compiled))
+        # Batches run on requests of their own: a batch-1 slot's input tensor never changes shape (swapping
+        # shapes on one request crashed OpenVINO 2026.4's CPU plugin in our tests).
+        self._batch_free: collections.deque[ov.InferRequest] = collections.deque()
+        self._batch_limit = _check_ports(compiled, path)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = "artifacts", precision: str = "fp32", device: str = "CPU",
+             cache_dir: str | os.PathLike | None = None, threads: int | None = None, *,
+             hint: str = "latency", verify: bool = True, polarity: str = "auto") -> "Classifier":
+        """Verify and compile the OpenVINO model that `fmnist-edge convert` wrote.
+
+        Args:
+            path: the artifact folder (holds manifest.json and openvino/<precision>/model.xml|bin).
+            precision: "fp32" (FP32 weights and arithmetic), "bf16" (the FP32 model computed in bf16),
+                "fp16" (FP16 weights, FP32 arithmetic) or "int8" (quantized; FP32 where not int8).
+            device: an OpenVINO device: "CPU", "GPU", "NPU", "AUTO", ... (see `fmnist-edge info`).
+            cache_dir: OpenVINO's model cache folder; the next load of the same model starts faster.
+            threads: CPU inference threads (INFERENCE_NUM_THREADS); None lets OpenVINO choose.
+            hint: "latency" (one image at a time, the kiosk case) or "throughput" (several streams,
+                for `predict_async` and large batches).
+            verify: check the files against the sha256 hashes in manifest.json before loading.
+            polarity: how photos are negated: "auto", "photo" or "dataset" (see `preprocess.to_dataset_form`).
+
+        Raises:
+            ConfigError: an unknown precision, hint, polarity or a bad thread count.
+            ModelFileError (ManifestError, IntegrityError, PrecisionNotAvailableError): the folder lacks the
+                model, its manifest, or a file differs from what the manifest records.
+            DeviceError: the device is not present or cannot compile the model.
+        """
+        if hint not in HINTS:
+            raise ConfigError(f"unknown hint {hint!r}; choose one of {', '.join(HINTS)}")
+        if polarity not in ("auto", "photo", "dataset"):
+            raise ConfigError(f"unknown polarity {polarity!r}; choose one of auto, photo, dataset")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        files = locate(path, precision, verify=verify)
+        c = core()
+        device = str(device).upper()
+        _check_device(c, device)
+        config = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_PRECISION_HINT": MATH[precision]}
+        if cache_dir is not None:
+            config["CACHE_DIR"] = str(cache_dir)
+        if threads is not None:
+            if not device.startswith("CPU"):
+                raise ConfigError(f"threads sets CPU inference threads; device {device} does not take it")
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            compiled = c.compile_model(str(files.xml), device, config)
+        except RuntimeError as exc:
+            try:
+                c.read_model(str(files.xml))
+            except RuntimeError as read_exc:
+                raise ModelFileError(f"{files.xml} is not a readable OpenVINO model ({_first_line(read_exc)})") from None
+            raise DeviceError(f"OpenVINO cannot compile {files.xml} for {device}: {_first_line(exc)}") from None
+        return cls(compiled, files.class_names, path=Path(path), precision=precision, requested_device=device,
+                   polarity=polarity, verified=files.verified)
+
+    # ------------------------------------------------------------------ what it runs with
+
+    @property
+    def device(self) -> str:
+        """The device(s) the model really executes on, read back from the compiled model (e.g. "CPU")."""
+        try:
+            return ",".join(self._compiled.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:
+            return self.requested_device
+
+    @property
+    def inference_precision(self) -> str | None:
+        """The arithmetic precision the compiled model reports ("f32", "bf16", "f16"), None if unknown."""
+        try:
+            return self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except (RuntimeError, AttributeError):
+            return None
+
+    @property
+    def compute_precisions(self) -> dict[str, list[str]]:
+        """Element types of the convolution and dense layers in OpenVINO's runtime graph, e.g.
+        {"activations": ["u8"], "weights": ["i8"]} for int8 or {"activations": ["f32"], "weights": ["f16"]} for fp16."""
+        acts, weights = set(), set()
+        try:
+            for op in self._compiled.get_runtime_model().get_ordered_ops():
+                rt = op.get_rt_info()
+                if "layerType" in rt and rt["layerType"].astype(str) in _COMPUTE_OPS and op.get_input_size() >= 2:
+                    acts.add(op.input(0).get_element_type().get_type_name())
+                    weights.add(op.input(1).get_element_type().get_type_name())
+        except RuntimeError:
+            pass
+        return {"activations": sorted(acts), "weights": sorted(weights)}
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "precision": self.precision, "device": self.device,
+                "inference_precision": self.inference_precision, "compute_precisions": self.compute_precisions,
+                "verified": self.verified}
+
+    def __repr__(self) -> str:
+        return (f"Classifier(path={str(self.path)!r}, precision={self.precision!r}, device={self.device!r}, "
+                f"inference_precision={self.inference_precision!r})")
+
+    # ------------------------------------------------------------------ predicting
+
+    def predict(self, image, top_k: int = 3) -> Prediction:
+        """Classify one image (any accepted input) -> Prediction with the `top_k` best classes."""
+        _check_top_k(top_k)
+        pixels = prepare(image, self.polarity)  # uint8 or float32 (28, 28)
+        slot = self._borrow()
+        try:
+            if pixels.dtype == np.uint8:
+                np.multiply(pixels, _SCALE, out=slot.pixels, casting="unsafe")
+            else:
+                slot.pixels[...] = pixels
+            request = slot.request
+            request.start_async()
+            request.wait()
+            return self._prediction(request.get_output_tensor(0).data[0], top_k)
+        finally:
+            self._free.append(slot)
+
+    def predict_proba(self, images, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities float32 (N, 10) for a sequence of images or an (N, H, W[, C]) array."""
+        items = _as_items(images)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = min(batch_size, self._batch_limit or batch_size)
+        out = np.empty((len(items), data.NUM_CLASSES), np.float32)
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            x = np.empty((len(chunk), SIZE, SIZE, 1), np.float32)  # (n, 28, 28, 1) float32 in [0, 1]
+            for j, image in enumerate(chunk):
+                pixels = self._prepare_item(image, start + j)
+                if pixels.dtype == np.uint8:
+                    np.multiply(pixels, _SCALE, out=x[j, :, :, 0], casting="unsafe")
+                else:
+                    x[j, :, :, 0] = pixels
+            try:
+                request = self._batch_free.pop()
+            except IndexError:
+                request = self._compiled.create_infer_request()
+            try:
+                request.infer({0: x}, share_inputs=True, share_outputs=True)
+                out[start : start + len(chunk)] = request.get_output_tensor(0).data
+            finally:
+                self._batch_free.append(request)
+        return out
+
+    def predict_batch(self, images, top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
+        """Classify many images in batches of `batch_size`; one Prediction per image, in input order.
+
+        A bad item raises its InputImageError subclass with `index` set and named in the message."""
+        _check_top_k(top_k)
+        return [self._prediction(row, top_k) for row in self.predict_proba(images, batch_size)]
+
+    def predict_async(self, images: Iterable, top_k: int = 3, jobs: int | None = None) -> list[Prediction]:
+        """Classify an iterable of images through OpenVINO's AsyncInferQueue: preprocessing of the next image
+        overlaps inference of the previous ones. Results come back in input order.
+
+        jobs: infer requests in flight (default: the compiled model's optimal number; load with
+        hint="throughput" to get several streams)."""
+        _check_top_k(top_k)
+        if jobs is None:
+            jobs = max(2, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        if not isinstance(jobs, int) or jobs < 1:
+            raise ConfigError(f"jobs must be a positive integer or None, got {jobs!r}")
+        queue = ov.AsyncInferQueue(self._compiled, jobs)
+        results: dict[int, np.ndarray] = {}
+        failures: list[BaseException] = []
+
+        def done(request: ov.InferRequest, index: int) -> None:
+            try:
+                results[index] = request.get_output_tensor(0).data[0].copy()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+                failures.append(exc)
+
+        queue.set_callback(done)
+        count = 0
+        try:
+            for i, image in enumerate(_iter_items(images)):
+                pixels = self._prepare_item(image, i)
+                x = np.empty((1, SIZE, SIZE, 1), np.float32)
+                if pixels.dtype == np.uint8:
+                    np.multiply(pixels, _SCALE, out=x[0, :, :, 0], casting="unsafe")
+                else:
+                    x[0, :, :, 0] = pixels
+                queue.start_async({0: x}, userdata=i)
+                count = i + 1
+        finally:
+            queue.wait_all()  # nothing stays in flight, even when an item was bad
+        if failures:
+            raise failures[0]
+        return [self._prediction(results[i], top_k) for i in range(count)]
+
+    def __call__(self, image, top_k: int = 3) -> Prediction:
+        return self.predict(image, top_k)
+
+    # ------------------------------------------------------------------ internals
+
+    def _borrow(self) -> _Slot:
+        try:
+            return self._free.pop()
+        except IndexError:  # every request is busy in another thread: make one more
+            return _Slot(self._compiled)
+
+    def _prepare_item(self, image, index: int) -> np.ndarray:
+        try:
+            return prepare(image, self.polarity)
+        except InputImageError as exc:
+            err = type(exc)(f"image {index}: {exc}")
+            err.index = index
+            raise err from None
+
+    def _prediction(self, probabilities: np.ndarray, top_k: int) -> Prediction:
+        p = probabilities.tolist()
+        order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:top_k]
+        names = self.class_names
+        best = order[0]
+        return Prediction(names[best], best, p[best], tuple((names[j], p[j]) for j in order))
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= data.NUM_CLASSES:
+        raise ConfigError(f"top_k must be an integer from 1 to {data.NUM_CLASSES}, got {top_k!r}")
+
+
+def _as_items(images) -> list:
+    """A sequence of images or an (N, H, W[, C]) array -> a list of single images."""
+    if isinstance(images, np.ndarray):
+        if images.ndim < 3:
+            raise ImageShapeError(
+                f"a batch must be a sequence of images or an (N, H, W[, C]) array, got shape {images.shape}; "
+                "for one image use predict()"
+            )
+        return list(images)
+    if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
+        raise ImageTypeError(
+            f"a batch must be a sequence of images, got a {type(images).__name__}; for one image use predict()"
+        )
+    return list(images)
+
+
+def _iter_items(images):
+    if isinstance(images, np.ndarray) or isinstance(images, (str, bytes, os.PathLike)):
+        return iter(_as_items(images))
+    return iter(images)
+
+
+def _check_device(c: ov.Core, device: str) -> None:
+    available = c.available_devices
+    base = device.split(":")[0].split(".")[0]
+    if base in ("AUTO", "HETERO", "MULTI", "BATCH") or device in available or base in {d.split(".")[0] for d in available}:
+        return
+    raise DeviceError(f"OpenVINO device {device!r} is not present; this machine has {', '.join(available)} (see `fmnist-edge info`)")
+
+
+def _check_ports(compiled: ov.CompiledModel, path: Path) -> int | None:
+    """The IR must take [?, 28, 28, 1] and give [?, 10]; returns the largest batch it takes (None: any)."""
+    if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
+        raise ModelFileError(f"{path}: the model has {len(compiled.inputs)} inputs and {len(compiled.outputs)} outputs, expected 1 and 1")
+    shape_in = compiled.input(0).get_partial_shape()
+    shape_out = compiled.output(0).get_partial_shape()
+    ok = (shape_in.rank.is_static and shape_in.rank.get_length() == 4
+          and [str(d) for d in list(shape_in)[1:]] == ["28", "28", "1"]
+          and shape_out.rank.is_static and shape_out.rank.get_length() == 2 and str(shape_out[1]) == str(data.NUM_CLASSES))
+    if not ok:
+        raise ModelFileError(f"{path}: the model takes {shape_in} and gives {shape_out}; expected [?,28,28,1] -> [?,10]")
+    batch = shape_in[0]
+    return None if batch.is_dynamic else batch.get_length()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]

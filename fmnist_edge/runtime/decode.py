@@ -1,0 +1,222 @@
+"""Turns whatever a kiosk hands over (array, PIL image, file path, encoded bytes) into a validated pixel array.
+
+What is accepted, and how it is read:
+
+- numpy arrays (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA:
+  integer dtypes must hold 8-bit values 0..255; float dtypes must hold values in [0, 1] (pixel / 255, the
+  model's own scale) and be finite. bool, complex, object and string arrays are refused. A float array in
+  0..255 is refused rather than guessed at: pass `a.astype(np.uint8)`.
+- PIL.Image in any mode; 16-bit grayscale is scaled to 8 bits, transparency is composited onto white.
+- a file path (str or os.PathLike) or bytes of a PNG, JPEG, BMP or WebP image; EXIF orientation is applied.
+
+RGB whose channels are all equal is read as grayscale. Images must have 1 to MAX_PIXELS pixels; a file's header is checked before its pixels are decoded, so a
+decompression bomb never reaches memory. The result is uint8 (H, W) or (H, W, 3), or float32 of the same
+shapes in [0, 1] for float input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import (
+    FmnistEdgeError,
+    ImageDecodeError,
+    ImageNotFoundError,
+    ImageShapeError,
+    ImageSizeError,
+    ImageTypeError,
+    ImageValueError,
+)
+
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+MAX_PIXELS = 64_000_000  # 64 MP: more than any kiosk camera, far less than a decompression bomb
+DRAFT_SIZE = (512, 512)  # JPEGs are decoded at 1/2..1/8 scale when that still leaves this much
+
+ACCEPTED = (
+    "a numpy array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of uint8 0..255 or float in [0, 1], "
+    "a PIL.Image, a file path, or bytes of a PNG, JPEG, BMP or WebP image"
+)
+
+
+def to_array(image) -> np.ndarray:
+    """Any accepted input -> uint8 (H, W) or (H, W, 3), or float32 in [0, 1] for float arrays."""
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8 and image.ndim == 2 and 0 < image.size <= MAX_PIXELS:
+            return image  # the hot path: dataset form or any 8-bit gray array
+        return from_numpy(image)
+    if isinstance(image, Image.Image):
+        return from_pil(image)
+    if isinstance(image, (str, os.PathLike)):
+        return read_file(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return read_bytes(bytes(image))
+    hint = "; convert it with np.asarray(x, dtype=np.uint8)" if isinstance(image, (list, tuple)) else ""
+    raise ImageTypeError(f"cannot read a {type(image).__name__} as an image{hint}; accepted: {ACCEPTED}")
+
+
+def from_numpy(a: np.ndarray) -> np.ndarray:
+    """Validate an array: shape first (cheap), then dtype and values; composite RGBA onto white."""
+    shape = a.shape
+    if a.ndim == 3 and shape[2] in (1, 3, 4):
+        pass
+    elif a.ndim != 2:
+        raise ImageShapeError(
+            f"array of shape {shape} is not an image; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+            + (" (channels last)" if a.ndim == 3 and shape[0] in (1, 3, 4) else "")
+        )
+    _check_size(shape[1], shape[0], "array")
+    kind = a.dtype.kind
+    if kind in "ui":
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 255:
+            raise ImageValueError(
+                f"{a.dtype} array holds values {lo}..{hi}; integer images must hold 8-bit values 0..255 "
+                "(scale 16-bit data to 8 bits, or pass float values in [0, 1])"
+            )
+        a = a.astype(np.uint8, copy=False)
+    elif kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageValueError("float array holds NaN or inf; pixels must be finite values in [0, 1]")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            hint = "; for 0..255 values pass a.astype(np.uint8)" if hi <= 255.0 and lo >= 0.0 else ""
+            raise ImageValueError(f"float array holds values {lo:g}..{hi:g}; float images must be in [0, 1] (pixel / 255){hint}")
+        a = a.astype(np.float32, copy=False)
+    else:
+        raise ImageTypeError(f"arrays of dtype {a.dtype} are not images; use uint8 0..255 or float in [0, 1]")
+    if a.ndim == 3:
+        if a.shape[2] == 1:
+            a = a[:, :, 0]
+        elif a.shape[2] == 4:
+            a = _over_white(a)
+    return _gray_if_gray(a)
+
+
+def _gray_if_gray(a: np.ndarray) -> np.ndarray:
+    """RGB whose three channels are equal is grayscale: (H, W, 3) -> (H, W), so gray saved as RGB stays gray."""
+    if a.ndim == 3 and np.array_equal(a[:, :, 0], a[:, :, 1]) and np.array_equal(a[:, :, 0], a[:, :, 2]):
+        return np.ascontiguousarray(a[:, :, 0])
+    return a
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite RGBA onto a white background (transparent = background) -> RGB of the same dtype."""
+    full = 255.0 if rgba.dtype == np.uint8 else 1.0
+    rgb = rgba[:, :, :3].astype(np.float32)
+    alpha = rgba[:, :, 3:].astype(np.float32) / full
+    out = rgb * alpha + full * (1.0 - alpha)
+    return np.rint(out).astype(np.uint8) if rgba.dtype == np.uint8 else out.astype(np.float32)
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageSizeError(f"{what} is {width}x{height} pixels: an image needs at least one pixel")
+    if width * height > MAX_PIXELS:
+        raise ImageSizeError(
+            f"{what} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), more than the "
+            f"{MAX_PIXELS / 1e6:.0f} MP the runtime decodes (decompression-bomb guard); downscale it first"
+        )
+
+
+def from_pil(im: Image.Image) -> np.ndarray:
+    """A PIL image in any mode -> uint8 gray or RGB; 16-bit scaled to 8 bits, transparency onto white."""
+    _check_size(im.width, im.height, f"{im.mode} image")
+    mode = im.mode
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"))
+    if mode.startswith("I"):  # 16-bit PNGs open as I;16 or I: values 0..65535
+        a = np.asarray(im).astype(np.int64)
+        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+    if mode == "F":
+        return from_numpy(np.asarray(im))
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info:
+        gray = mode in ("LA", "La")
+        rgb = _over_white(np.asarray(im.convert("RGBA")))
+        return np.asarray(Image.fromarray(rgb).convert("L")) if gray else _gray_if_gray(rgb)
+    return _gray_if_gray(np.asarray(im.convert("RGB")))
+
+
+def read_file(path: str | os.PathLike) -> np.ndarray:
+    """Decode a PNG, JPEG, BMP or WebP file; a missing, empty, truncated or non-image file is a clear error."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ImageNotFoundError(f"{p} is a folder, not an image file")
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"{p}: no such image file") from None
+    except OSError as exc:
+        raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ImageDecodeError(f"{p} is an empty file (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
+    try:
+        with open(p, "rb") as f:
+            return _decode(f, str(p))
+    except PermissionError as exc:
+        raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_bytes(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, WebP)."""
+    if not data:
+        raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
+    return _decode(io.BytesIO(data), f"{len(data)} bytes")
+
+
+def _decode(fp, what: str) -> np.ndarray:
+    try:
+        im = Image.open(fp, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{what}: {_what_is_it(fp)}; accepted: PNG, JPEG, BMP, WebP") from None
+    except Image.DecompressionBombError:
+        raise ImageSizeError(f"{what}: image is larger than the decompression-bomb limit; downscale it first") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed header can raise nearly anything
+        raise ImageDecodeError(f"{what}: cannot decode ({_reason(exc)}); the data is truncated, corrupt or not an image") from None
+    with im:
+        _check_size(im.width, im.height, f"{what}: {im.format}")
+        try:
+            if im.format == "JPEG":
+                im.draft("RGB" if im.mode == "RGB" else None, DRAFT_SIZE)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
+            raise ImageDecodeError(
+                f"{what}: {im.format} image cannot be decoded ({_reason(exc)}); the file is truncated or corrupt"
+            ) from None
+        try:
+            return from_pil(im)
+        except FmnistEdgeError as exc:
+            raise type(exc)(f"{what}: {exc}") from None
+
+
+def _what_is_it(fp) -> str:
+    """Name the format of data that is not an accepted image, for the error message."""
+    fp.seek(0)
+    head = fp.read(16)
+    fp.seek(0)
+    for magic, name in ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP")):
+        if head.startswith(magic):
+            return f"a {name} file that cannot be decoded (truncated or corrupt)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP file that cannot be decoded (truncated or corrupt)"
+    try:
+        with Image.open(fp) as other:
+            return f"a {other.format} image, a format the runtime does not read"
+    except Exception:  # noqa: BLE001 - anything: it is simply not an image
+        return f"not an image (starts with {head[:8]!r})"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in `folder` (by extension), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
