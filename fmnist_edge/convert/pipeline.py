@@ -21,7 +21,7 @@ from .source import locate
 FORMATS = ("openvino", "onnx")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # bf16: the fp32 IR computed in bf16 (a runtime mode, no files of its own)
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
-OWNED = ("openvino", "onnx", "serving", mf.FILENAME)  # what convert writes in --out, and replaces on a re-run
+OWNED_DIRS = ("openvino", "onnx", "serving")  # with manifest.json, what convert writes in --out and replaces on a re-run
 TEST_SIZE = 10_000
 
 
@@ -75,10 +75,10 @@ def _place(stage: Path, out: Path, log=print) -> None:
     The manifest goes first and comes last, so a reader never sees one that lists missing files."""
     trash = Path(tempfile.mkdtemp(prefix=".convert-old-", dir=out))
     try:
-        for name in (mf.FILENAME, *OWNED[:-1]):
+        for name in (mf.FILENAME, *OWNED_DIRS):
             if (out / name).exists() or (out / name).is_symlink():
                 os.replace(out / name, trash / name)
-        for name in (*OWNED[:-1], mf.FILENAME):
+        for name in (*OWNED_DIRS, mf.FILENAME):
             if (stage / name).exists():
                 os.replace(stage / name, out / name)
             elif (trash / name).exists():
@@ -146,7 +146,7 @@ def _convert(model, stage, work, formats, precisions, opset, calib_size, n_check
     reference = source.reference(x_check)
     artifacts = []
 
-    def record(fmt, precision, files, run, precise=True):
+    def record(fmt, precision, files, run):
         """Check one written artifact; `run()` -> (probabilities, inference_precision)."""
         entry = mf.artifact(fmt, precision, [mf.file_entry(stage, f) for f in files])
         try:

@@ -28,7 +28,7 @@ class Source:
     saved_model: Path
     metadata: dict = field(default_factory=dict)  # train's metadata.json when there is one
     notes: list[str] = field(default_factory=list)
-    _fn: object = field(default=None, repr=False)  # the loaded serving signature
+    _fn: object = field(default=None, init=False, repr=False)  # the loaded serving signature, once
 
     def reference(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
         """(N, 28, 28, 1) float32 -> (N, 10) float32 probabilities from the canonical SavedModel."""
