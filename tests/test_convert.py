@@ -295,6 +295,32 @@ def test_unwritable_out(tiny_artifacts, tmp_path):
     assert not any(readonly.iterdir())
 
 
+def test_int8_accuracy_drop_fails_the_command(fmnist, tmp_path):
+    """A nearest-centroid classifier with one huge hidden unit: per-tensor int8 activations wipe out the class
+    scores, so INT8 loses far more than --max-drop. Written, marked check_failed, and the command fails."""
+    import keras
+
+    x, y = data.normalize(fmnist.x_train[:6000]).reshape(6000, -1), fmnist.y_train[:6000]
+    means = np.stack([x[y == c].mean(axis=0) for c in range(10)])
+    inputs = keras.Input(shape=(28, 28, 1))
+    hidden = keras.layers.Dense(11)
+    outputs = keras.layers.Dense(10, activation="softmax")
+    model = keras.Model(inputs, outputs(hidden(keras.layers.Flatten()(inputs))))
+    hidden.set_weights([np.concatenate([means.T, np.full((784, 1), 50.0)], axis=1), np.append(-0.5 * (means**2).sum(axis=1), 0.0)])
+    outputs.set_weights([5 * np.eye(11, 10), np.zeros(10)])
+    model.save(tmp_path / "outlier.keras")
+
+    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "outlier.keras"), "--format", "openvino",
+                                      "--precision", "int8", "--check", "300", "--calib-size", "64"])
+    assert result.exit_code == 1
+    assert "Error: written to" in result.output and "--max-drop 0.01" in result.output and "Traceback" not in result.output
+    (row,) = [line for line in result.output.splitlines() if line.startswith("openvino  int8")]  # the table still shows
+    assert "check_failed" in row
+    (entry,) = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+    assert entry["status"] == "check_failed" and entry["check"]["reference_accuracy"] - entry["check"]["accuracy"] > 0.1
+    assert (tmp_path / "openvino/int8/model.xml").is_file()
+
+
 def test_verdict_thresholds():
     ok = {"n": 100, "agreement": 1.0, "max_abs_diff": 5e-5, "accuracy": 0.90, "reference_accuracy": 0.90}
     assert verdict("fp32", "onnx", ok, 0.01) == ("ok", None)

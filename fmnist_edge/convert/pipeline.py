@@ -114,7 +114,7 @@ def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, ops
         raise
     shutil.rmtree(stage, ignore_errors=True)
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
-    log(f"wrote {len(manifest['artifacts']) - len(failed)} of {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME})")
+    log(f"wrote {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME}), {len(manifest['artifacts']) - len(failed)} ok")
     if failed:
         exc = ConversionError(f"written to {out}/, but {len(failed)} artifact(s) did not pass (marked in {mf.FILENAME}): "
                               + "; ".join(f"{a['format']} {a['precision']}: {a['reason']}" for a in failed))
