@@ -140,6 +140,80 @@ def convert(model, out, formats, precisions, opset, calib_size, check, max_drop,
     click.echo(json.dumps(manifest, indent=2) if as_json else table(manifest))
 
 
+def _int_list(ctx, param, value):
+    try:
+        return tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(), default="artifacts")
+@click.option("--backends", default=",".join(("tensorflow", "keras", "openvino", "onnxruntime", "tflite", "benchmark_app")),
+              show_default=True, callback=_names(("tensorflow", "keras", "openvino", "onnxruntime", "tflite", "benchmark_app")),
+              help="Comma-separated backends to measure.")
+@click.option("--precision", "precisions", default="fp32,bf16,fp16,int8", show_default=True,
+              callback=_names(("fp32", "bf16", "fp16", "int8")), help="OpenVINO precisions to measure.")
+@click.option("--batch-sizes", default="1,64", show_default=True, callback=_int_list, help="Throughput batch sizes.")
+@click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True, help="Untimed calls first.")
+@click.option("--iters", type=click.IntRange(min=10), default=1000, show_default=True, help="Timed batch-1 calls.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds per measurement instead of --iters.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend [default: all usable cores].")
+@click.option("--quick", is_flag=True, help="1,000 test images for accuracy and a tenth of the iterations.")
+@click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurements.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Result folder [default: FOLDER/bench].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="JSON results [default: OUT/bench.json].")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="CSV results [default: OUT/bench.csv].")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="PNG charts [default: OUT/bench.png].")
+@click.option("--min-acc", type=click.FloatRange(0, 1), default=None, help="Fail if any backend's accuracy is below this.")
+@click.option("--soak", type=click.IntRange(min=0), default=0, help="Also run N predictions from several threads and report memory.")
+@click.option("--soak-threads", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threads, no_cold_start, **opts):
+    """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
+    from pathlib import Path
+
+    from .benchmarks import bench as B
+    from .benchmarks import report
+
+    cfg = B.BenchConfig(folder=folder, min_acc=min_acc, cold_start=not no_cold_start, **opts).validate()
+    out = Path(out or Path(folder) / "bench")
+    labels = B.stages(cfg) + ([f"soak x{soak}"] if soak else [])
+    with click.progressbar(length=len(labels), label="benchmarking", file=sys.stderr, show_eta=False,
+                           item_show_func=lambda s: s) as bar:
+        seen = []
+
+        def progress(label):
+            if seen:
+                bar.update(1)
+            seen.append(label)
+            bar.update(0, label)
+
+        result = B.run(cfg, progress=progress)
+        if soak:
+            from .benchmarks.soak import soak as run_soak
+            from .data import load
+
+            progress(f"soak x{soak}")
+            result["soak"] = run_soak(folder, soak, load(cfg.data_dir).x_test[:1000], threads=soak_threads)
+        bar.update(1)
+    click.echo(report.table(result))
+    if soak:
+        s = result["soak"]
+        click.echo(f"soak: {s['predictions']} predictions from {s['threads']} threads in {s['wall_s']:.1f} s, "
+                   f"RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB (max {s['rss_max_mb']:.0f}), "
+                   f"{s['mismatches']} mismatches vs one thread")
+    written = report.save(result, json_path or out / "bench.json", csv_path or out / "bench.csv", plot_path or out / "bench.png")
+    click.echo("results: " + ", ".join(map(str, written)))
+    if min_acc is not None:
+        low = [f"{r['backend']}/{r['precision']} {r['accuracy']:.4f}" for r in result["results"]
+               if r["accuracy"] is not None and r["accuracy"] < min_acc]
+        if low:
+            raise click.ClickException(f"accuracy below --min-acc {min_acc}: {', '.join(sorted(set(low)))}")
+    if result["errors"]:
+        raise click.ClickException("; ".join(f"{e['backend']}/{e['precision']}: {e['error']}" for e in result["errors"]))
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")

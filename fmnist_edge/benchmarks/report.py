@@ -1,0 +1,116 @@
+"""Benchmark output: the on-screen table and ratios, JSON, CSV and PNG bar charts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..atomic import atomic_file, write_json, write_text
+
+CSV_FIELDS = ["backend", "precision", "batch_size", "mode", "p50_us", "p90_us", "p99_us", "mean_us", "first_inference_us",
+              "throughput_ips", "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb", "speedup_vs_tensorflow", "notes"]
+
+
+def _tf_reference(results: list[dict], batch: int, mode: str) -> dict | None:
+    for r in results:
+        if r["backend"] == "tensorflow" and r["batch_size"] == batch and r["mode"] == "sync":
+            return r
+    return None
+
+
+def speedup(r: dict, results: list[dict]) -> float | None:
+    """Throughput over TensorFlow's at the same batch size (sync), the baseline everything is compared to."""
+    ref = _tf_reference(results, r["batch_size"], r["mode"])
+    if not ref or not ref["throughput_ips"] or not r["throughput_ips"]:
+        return None
+    return r["throughput_ips"] / ref["throughput_ips"]
+
+
+def _fmt(v, spec, none="-"):
+    return none if v is None else format(v, spec)
+
+
+def table(result: dict) -> str:
+    rows = result["results"]
+    head = f"{'backend':<14}{'prec':<6}{'batch':>6} {'mode':<6}{'size':>9}{'acc':>8}{'p50 ms':>9}{'p99 ms':>9}{'img/s':>10}{'cold s':>8}{'RSS MB':>8}{'vs TF':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lat = r["latency_us"] or {}
+        sp = speedup(r, rows)
+        lines.append(
+            f"{r['backend']:<14}{r['precision']:<6}{r['batch_size']:>6} {r['mode']:<6}"
+            f"{_fmt(r['size_bytes'] / 1024 if r['size_bytes'] else None, '.0f'):>7}KB"
+            f"{_fmt(r['accuracy'] * 100 if r['accuracy'] is not None else None, '.2f'):>8}"
+            f"{_fmt(lat.get('p50') / 1000 if lat.get('p50') else None, '.3f'):>9}"
+            f"{_fmt(lat.get('p99') / 1000 if lat.get('p99') else None, '.3f'):>9}"
+            f"{_fmt(r['throughput_ips'], '.0f'):>10}{_fmt(r['cold_start_s'], '.2f'):>8}{_fmt(r['peak_rss_mb'], '.0f'):>8}"
+            f"{_fmt(sp, '.1f') + 'x' if sp else '-':>8}"
+        )
+    if result.get("ratios"):
+        lines += ["", "ratios (target, met?):"]
+        for name, r in result["ratios"].items():
+            lines.append(f"  {name:<44}{r['value']:>10.3f}   target {r['target']:<8} {'yes' if r['met'] else 'NO'}")
+    for e in result.get("errors", []):
+        lines.append(f"  {e['backend']}/{e['precision']}: not measured: {e['error']}")
+    m = result.get("machine", {})
+    if m:
+        lines += ["", f"machine: {m.get('cpu')}, {m.get('usable_cores')} usable cores, ISA {' '.join(m.get('isa', []))}; "
+                  f"threads {result['config']['threads']}"]
+    return "\n".join(lines)
+
+
+def to_csv(result: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for r in result["results"]:
+        lat = r["latency_us"] or {}
+        w.writerow({**{k: r.get(k) for k in CSV_FIELDS if k in r},
+                    "p50_us": lat.get("p50"), "p90_us": lat.get("p90"), "p99_us": lat.get("p99"), "mean_us": lat.get("mean"),
+                    "speedup_vs_tensorflow": speedup(r, result["results"])})
+    return buf.getvalue()
+
+
+def plot(result: dict, path: Path) -> None:
+    from ..errors import require
+
+    mpl = require("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["results"]
+    lat = [r for r in rows if r["batch_size"] == 1 and r["mode"] == "sync" and r["latency_us"]]
+    tput = [r for r in rows if r["throughput_ips"] and r["batch_size"] != 1 or (r["mode"] == "async" and r["throughput_ips"])]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 5))
+    names = [f"{r['backend']}\n{r['precision']}" for r in lat]
+    a1.bar(names, [r["latency_us"]["p50"] / 1000 for r in lat], color="tab:blue")
+    a1.set_yscale("log")
+    a1.set_ylabel("ms (log)")
+    a1.set_title("Batch-1 latency, p50")
+    a1.tick_params(axis="x", labelsize=7)
+    names2 = [f"{r['backend']}\n{r['precision']} b{r['batch_size']} {r['mode']}" for r in tput]
+    a2.bar(names2, [r["throughput_ips"] for r in tput], color="tab:green")
+    a2.set_yscale("log")
+    a2.set_ylabel("images/s (log)")
+    a2.set_title("Throughput")
+    a2.tick_params(axis="x", labelsize=6, rotation=90)
+    fig.suptitle(f"fmnist-edge bench on {result['machine'].get('cpu')} ({result['config']['threads']} threads)")
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def save(result: dict, json_path=None, csv_path=None, plot_path=None) -> list[Path]:
+    written = []
+    if json_path:
+        write_json(json_path, result)
+        written.append(Path(json_path))
+    if csv_path:
+        write_text(csv_path, to_csv(result))
+        written.append(Path(csv_path))
+    if plot_path:
+        plot(result, Path(plot_path))
+        written.append(Path(plot_path))
+    return written

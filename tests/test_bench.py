@@ -1,0 +1,110 @@
+"""`fmnist-edge bench` on the tiny model with very few iterations: the schema, the table, the gates."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from fmnist_edge.benchmarks.bench import BenchConfig, ratios
+from fmnist_edge.benchmarks.loop import timed_loop
+from fmnist_edge.cli import cli
+from fmnist_edge.errors import ConfigError
+
+ROW_KEYS = {"backend", "precision", "batch_size", "mode", "latency_us", "first_inference_us", "throughput_ips",
+            "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb"}
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_artifacts, tmp_path_factory):
+    from fmnist_edge.convert import convert
+
+    folder = tmp_path_factory.mktemp("bench") / "artifacts"
+    shutil.copytree(tiny_artifacts, folder)
+    convert(folder, precisions=("fp32", "int8"), check=100, calib_size=50, log=lambda *a: None)
+    return folder
+
+
+def test_timed_loop_counts_and_orders_percentiles():
+    calls = []
+    stats = timed_loop(lambda: calls.append(1), warmup=5, iters=40)
+    assert len(calls) == 45 and stats["n"] == 40
+    lat = stats["latency_us"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert stats["first_us"] > 0
+
+
+def test_bench_cli_writes_schema_table_csv_and_plot(converted, tmp_path):
+    out = tmp_path / "res"
+    res = CliRunner().invoke(cli, ["bench", str(converted), "--backends", "tensorflow,openvino,onnxruntime,benchmark_app",
+                                   "--precision", "fp32,int8", "--quick", "--iters", "20", "--warmup", "2",
+                                   "--batch-sizes", "1,8", "--out", str(out), "--soak", "400", "--soak-threads", "4"])
+    assert res.exit_code == 0, res.output
+    assert "openvino" in res.output and "ratios" in res.output and "soak: 400 predictions" in res.output
+    result = json.loads((out / "bench.json").read_text())
+    assert set(result) >= {"machine", "config", "results", "ratios"}
+    assert result["machine"]["usable_cores"] >= 1 and "openvino" in result["machine"]["versions"]
+    rows = result["results"]
+    for r in rows:
+        assert ROW_KEYS <= set(r)
+    def find(b, p="fp32", bs=1, mode="sync"):
+        return next(r for r in rows if (r["backend"], r["precision"], r["batch_size"], r["mode"]) == (b, p, bs, mode))
+    ov = find("openvino")
+    assert set(ov["latency_us"]) >= {"p50", "p90", "p99", "mean"} and ov["latency_us"]["p50"] > 0
+    assert ov["first_inference_us"] > 0 and ov["throughput_ips"] > 0 and ov["size_bytes"] > 0
+    assert ov["cold_start_s"] > 0 and ov["peak_rss_mb"] > 0
+    tf = find("tensorflow")
+    assert abs(ov["accuracy"] - tf["accuracy"]) <= 0.01  # fp32 IR computes what TF computes
+    assert find("openvino", "int8", 8)["throughput_ips"] > 0
+    assert find("openvino", bs=1, mode="async")["throughput_ips"] > 0
+    assert "openvino_vs_tensorflow_latency_speedup" in result["ratios"]
+    assert result["soak"]["mismatches"] == 0 and result["soak"]["predictions"] == 400
+    with open(out / "bench.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_min_acc_gate_fails_the_command(converted, tmp_path):
+    res = CliRunner().invoke(cli, ["bench", str(converted), "--backends", "onnxruntime", "--quick", "--iters", "10",
+                                   "--warmup", "1", "--batch-sizes", "1", "--no-cold-start", "--min-acc", "0.999",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "accuracy below --min-acc 0.999" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "pytorch"], "pytorch"),
+    (["--batch-sizes", "1,x"], "comma-separated integers"),
+    (["--iters", "3"], "--iters"),
+])
+def test_bad_options_are_one_line(converted, args, message):
+    res = CliRunner().invoke(cli, ["bench", str(converted), *args])
+    assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
+
+
+def test_missing_artifacts_is_one_line(tmp_path):
+    res = CliRunner().invoke(cli, ["bench", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "fmnist-edge train" in res.output
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="batch sizes"):
+        BenchConfig(folder=".", batch_sizes=(0,)).validate()
+
+
+def test_ratios_compare_against_targets():
+    def row(b, p, bs, mode, p50=None, ips=None, acc=None, cs=None, rss=None):
+        return {"backend": b, "precision": p, "batch_size": bs, "mode": mode,
+                "latency_us": {"p50": p50} if p50 else None, "throughput_ips": ips, "accuracy": acc,
+                "cold_start_s": cs, "peak_rss_mb": rss}
+    rows = [row("tensorflow", "fp32", 1, "sync", 3000, 300, 0.9, 4.0, 800),
+            row("openvino", "fp32", 1, "sync", 50, 20000, 0.9, 0.4, 120),
+            row("openvino", "int8", 1, "sync", 40, 30000, 0.898),
+            row("onnxruntime", "fp32", 1, "sync", 60, 15000, 0.9)]
+    r = ratios(rows)
+    assert r["openvino_vs_tensorflow_latency_speedup"] == {"value": 60.0, "target": ">= 30", "met": True}
+    assert r["openvino_latency_vs_best_peer"]["met"] is True
+    assert r["openvino_vs_tensorflow_peak_rss"]["value"] == 0.15
+    assert r["int8_accuracy_drop_vs_fp32"]["met"] is True
