@@ -126,8 +126,9 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
     fn = sigs.get(SIGNATURE) or next(iter(sigs.values()))
     inputs = fn.structured_input_signature[1]
     outputs = fn.structured_outputs
-    if len(inputs) != 1 or not isinstance(outputs, dict) or len(outputs) != 1:
-        raise ModelFileError(f"{path}: the serving signature has {len(inputs)} input(s) and {len(outputs)} output(s); one of each is needed")
+    n_out = len(outputs) if isinstance(outputs, dict) else 1
+    if len(inputs) != 1 or not isinstance(outputs, dict) or n_out != 1:
+        raise ModelFileError(f"{path}: the serving signature has {len(inputs)} named input(s) and {n_out} named output(s); one of each is needed")
     (in_key, in_spec), (out_key, out_spec) = next(iter(inputs.items())), next(iter(outputs.items()))
     squeeze = _check_shapes(path, in_spec.shape.as_list(), out_spec.shape.as_list(), in_spec.dtype.name)
     x = sample[..., 0] if squeeze else sample
@@ -156,8 +157,11 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
 
     module = Canonical()
     source.saved_model = workdir / "saved_model"
-    with quiet():
-        tf.saved_model.save(module, str(source.saved_model), signatures={SIGNATURE: module.serve})
+    try:
+        with quiet():
+            tf.saved_model.save(module, str(source.saved_model), signatures={SIGNATURE: module.serve})
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFileError(f"{path}: cannot re-export the SavedModel with our tensor names ({_first_line(exc)})") from None
     source.notes.append(f"re-exported with input `{INPUT_NAME}` and output `{OUTPUT_NAME}` (was `{in_key}` / `{out_key}`)")
     return source
 
