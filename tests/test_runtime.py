@@ -130,6 +130,12 @@ def test_top_k_and_prediction_dict(clf, images):
     assert json.loads(json.dumps(d))["label"] == p.label and len(d["top_k"]) == 1
 
 
+def test_auto_device_reports_what_it_picked(artifacts, clf, images):
+    c = Classifier.load(artifacts, device="AUTO")
+    assert c.device == "CPU" and c.inference_precision == "f32"  # read from the runtime graph under AUTO
+    assert c.predict(images[0][0]) == clf.predict(images[0][0])
+
+
 def test_cache_dir_and_threads_pass_through(artifacts, tmp_path, images):
     c = Classifier.load(artifacts, cache_dir=tmp_path / "cache", threads=1)
     assert c._compiled.get_property("INFERENCE_NUM_THREADS") == 1
@@ -181,7 +187,9 @@ def test_photo_kinds_reach_the_same_answer(clf, images, tmp_path):
     rgba = np.dstack([np.zeros_like(gray)] * 3 + [255 - gray])  # black ink, alpha = darkness: same picture over white
     (tmp_path / "p.jpg").write_bytes(encode(gray, "JPEG", quality=98))
     for kind, value in {"RGB": rgb, "RGBA": rgba, "PIL": Image.fromarray(rgb), "float": gray / 255.0,
-                        "JPEG path": tmp_path / "p.jpg"}.items():
+                        "JPEG path": tmp_path / "p.jpg",
+                        "2000x1600 JPEG": encode(np.asarray(Image.fromarray(gray).resize((1600, 2000), Image.BILINEAR)), "JPEG", quality=90),
+                        }.items():
         assert clf.predict(value).index == want.index, kind
 
 
@@ -411,6 +419,7 @@ def _bad_inputs(tmp_path: Path, good: np.ndarray) -> list:
         ("flat photo", np.full((100, 80), 240, np.uint8), E.ImageValueError, "one flat colour"),
         ("list", good.tolist(), E.ImageTypeError, "np.asarray"),
         ("None", None, E.ImageTypeError, "cannot read a NoneType.*accepted"),
+        ("lazy truncated PIL", Image.open(tmp_path / "trunc.png"), E.ImageDecodeError, "PIL image cannot be decoded"),
     ]
 
 

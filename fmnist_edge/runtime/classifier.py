@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import collections
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -25,8 +24,7 @@ _COMPUTE_OPS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnec
 _SCALE = np.float32(data.INPUT_SCALE)
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):
     """One image's answer: the best class and the `top_k` (label, probability) pairs, best first."""
 
     label: str
@@ -40,16 +38,19 @@ class Prediction:
 
 
 class _Slot:
-    """An infer request with its own pre-shaped batch-1 input tensor that shares memory with `pixels`."""
+    """An infer request whose batch-1 input and output tensors share memory with numpy views: the hot path
+    writes `pixels` and reads `probs` without allocating or asking OpenVINO for its tensors."""
 
-    __slots__ = ("request", "tensor", "pixels")
+    __slots__ = ("request", "pixels", "probs", "_buffers")
 
     def __init__(self, compiled: ov.CompiledModel):
-        buffer = np.zeros((1, SIZE, SIZE, 1), np.float32)  # (1, 28, 28, 1) float32 in [0, 1]
-        self.pixels = buffer[0, :, :, 0]
-        self.tensor = ov.Tensor(buffer, shared_memory=True)
+        x = np.zeros((1, SIZE, SIZE, 1), np.float32)  # (1, 28, 28, 1) float32 in [0, 1]
+        y = np.zeros((1, data.NUM_CLASSES), np.float32)  # (1, 10) softmax probabilities
+        self._buffers = (x, y)  # the tensors below borrow this memory: keep it alive as long as the request
+        self.pixels, self.probs = x[0, :, :, 0], y[0]
         self.request = compiled.create_infer_request()
-        self.request.set_input_tensor(self.tensor)
+        self.request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        self.request.set_output_tensor(0, ov.Tensor(y, shared_memory=True))
 
 
 class Classifier:
@@ -143,11 +144,13 @@ class Classifier:
 
     @property
     def inference_precision(self) -> str | None:
-        """The arithmetic precision the compiled model reports ("f32", "bf16", "f16"), None if unknown."""
+        """The arithmetic precision the compiled model reports ("f32", "bf16", "f16"); devices that do not
+        report it (AUTO, HETERO) are read from the runtime graph's activations; None if still unknown."""
         try:
             return self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         except (RuntimeError, AttributeError):
-            return None
+            floats = [t for t in self.compute_precisions["activations"] if t in ("f32", "bf16", "f16")]
+            return floats[0] if len(floats) == 1 else None
 
     @property
     def compute_precisions(self) -> dict[str, list[str]]:
@@ -185,10 +188,9 @@ class Classifier:
                 np.multiply(pixels, _SCALE, out=slot.pixels, casting="unsafe")
             else:
                 slot.pixels[...] = pixels
-            request = slot.request
-            request.start_async()
-            request.wait()
-            return self._prediction(request.get_output_tensor(0).data[0], top_k)
+            slot.request.start_async()
+            slot.request.wait()
+            return self._prediction(slot.probs, top_k)
         finally:
             self._free.append(slot)
 

@@ -51,7 +51,12 @@ def to_array(image) -> np.ndarray:
             return image  # the hot path: dataset form or any 8-bit gray array
         return from_numpy(image)
     if isinstance(image, Image.Image):
-        return from_pil(image)
+        try:
+            return from_pil(image)
+        except FmnistEdgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lazily opened image decodes here: truncated, corrupt
+            raise ImageDecodeError(f"PIL image cannot be decoded ({_reason(exc)}); the file behind it is truncated or corrupt") from None
     if isinstance(image, (str, os.PathLike)):
         return read_file(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -184,11 +189,14 @@ def _decode(fp, what: str) -> np.ndarray:
             if im.format == "JPEG":
                 im.draft("RGB" if im.mode == "RGB" else None, DRAFT_SIZE)
             im.load()
-            im = ImageOps.exif_transpose(im)
         except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
             raise ImageDecodeError(
                 f"{what}: {im.format} image cannot be decoded ({_reason(exc)}); the file is truncated or corrupt"
             ) from None
+        try:
+            im = ImageOps.exif_transpose(im)  # phone photos: turn them upright
+        except Exception:  # noqa: BLE001 - broken EXIF: the pixels are still good
+            pass
         try:
             return from_pil(im)
         except FmnistEdgeError as exc:
