@@ -138,7 +138,7 @@ def test_auto_device_reports_what_it_picked(artifacts, clf, images):
 
 def test_cache_dir_and_threads_pass_through(artifacts, tmp_path, images):
     c = Classifier.load(artifacts, cache_dir=tmp_path / "cache", threads=1)
-    assert c._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert c.compiled_model.get_property("INFERENCE_NUM_THREADS") == 1
     assert any((tmp_path / "cache").iterdir())  # OpenVINO wrote its model cache
     again = Classifier.load(artifacts, cache_dir=tmp_path / "cache")  # loads from the cache
     assert again.predict(images[0][0]) == c.predict(images[0][0])

@@ -14,7 +14,7 @@ from .. import data
 from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
 from .core import core
 from .manifest import locate
-from .preprocess import SIZE, prepare
+from .preprocess import SIZE, prepare, to_model_input
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 # What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
@@ -71,12 +71,12 @@ class Classifier:
         self.requested_device = requested_device
         self.polarity = polarity
         self.verified = verified
+        self._batch_limit = _check_ports(compiled, path)
         self._free: collections.deque[_Slot] = collections.deque()  # append/pop are atomic: no lock needed
         self._free.append(_Slot(compiled))
-        # Batches run on requests of their own: a batch-1 slot's input tensor never changes shape (swapping
+        # Batches run on requests of their own: a batch-1 slot's tensors never change shape (swapping
         # shapes on one request crashed OpenVINO 2026.4's CPU plugin in our tests).
         self._batch_free: collections.deque[ov.InferRequest] = collections.deque()
-        self._batch_limit = _check_ports(compiled, path)
 
     # ------------------------------------------------------------------ loading
 
@@ -135,6 +135,11 @@ class Classifier:
     # ------------------------------------------------------------------ what it runs with
 
     @property
+    def compiled_model(self) -> ov.CompiledModel:
+        """The one OpenVINO CompiledModel behind this classifier (for benchmarks and inspection)."""
+        return self._compiled
+
+    @property
     def device(self) -> str:
         """The device(s) the model really executes on, read back from the compiled model (e.g. "CPU")."""
         try:
@@ -184,10 +189,7 @@ class Classifier:
         pixels = prepare(image, self.polarity)  # uint8 or float32 (28, 28)
         slot = self._borrow()
         try:
-            if pixels.dtype == np.uint8:
-                np.multiply(pixels, _SCALE, out=slot.pixels, casting="unsafe")
-            else:
-                slot.pixels[...] = pixels
+            _write(pixels, slot.pixels)
             slot.request.start_async()
             slot.request.wait()
             return self._prediction(slot.probs, top_k)
@@ -200,16 +202,17 @@ class Classifier:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch_size = min(batch_size, self._batch_limit or batch_size)
+        stacked = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:3] == (SIZE, SIZE) \
+            and images.shape[3:] in ((), (1,))  # a dataset-form stack: no per-image work at all
         out = np.empty((len(items), data.NUM_CLASSES), np.float32)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            x = np.empty((len(chunk), SIZE, SIZE, 1), np.float32)  # (n, 28, 28, 1) float32 in [0, 1]
-            for j, image in enumerate(chunk):
-                pixels = self._prepare_item(image, start + j)
-                if pixels.dtype == np.uint8:
-                    np.multiply(pixels, _SCALE, out=x[j, :, :, 0], casting="unsafe")
-                else:
-                    x[j, :, :, 0] = pixels
+            if stacked:
+                x = to_model_input(images[start : start + batch_size])
+            else:
+                x = np.empty((len(chunk), SIZE, SIZE, 1), np.float32)  # (n, 28, 28, 1) float32 in [0, 1]
+                for j, image in enumerate(chunk):
+                    _write(self._prepare_item(image, start + j), x[j, :, :, 0])
             try:
                 request = self._batch_free.pop()
             except IndexError:
@@ -253,12 +256,8 @@ class Classifier:
         count = 0
         try:
             for i, image in enumerate(_iter_items(images)):
-                pixels = self._prepare_item(image, i)
                 x = np.empty((1, SIZE, SIZE, 1), np.float32)
-                if pixels.dtype == np.uint8:
-                    np.multiply(pixels, _SCALE, out=x[0, :, :, 0], casting="unsafe")
-                else:
-                    x[0, :, :, 0] = pixels
+                _write(self._prepare_item(image, i), x[0, :, :, 0])
                 queue.start_async({0: x}, userdata=i)
                 count = i + 1
         finally:
@@ -292,6 +291,14 @@ class Classifier:
         names = self.class_names
         best = order[0]
         return Prediction(names[best], best, p[best], tuple((names[j], p[j]) for j in order))
+
+
+def _write(pixels: np.ndarray, out: np.ndarray) -> None:
+    """Dataset-form uint8 or float32 (28, 28) -> model input in `out`, float32 in [0, 1], as `to_model_input`."""
+    if pixels.dtype == np.uint8:
+        np.multiply(pixels, _SCALE, out=out, casting="unsafe")
+    else:
+        out[...] = pixels
 
 
 def _check_top_k(top_k: int) -> None:
@@ -341,7 +348,9 @@ def _check_ports(compiled: ov.CompiledModel, path: Path) -> int | None:
     if not ok:
         raise ModelFileError(f"{path}: the model takes {shape_in} and gives {shape_out}; expected [?,28,28,1] -> [?,10]")
     batch = shape_in[0]
-    return None if batch.is_dynamic else batch.get_length()
+    if batch.is_static and batch.get_length() != 1:
+        raise ModelFileError(f"{path}: the model takes a fixed batch of {batch}; the runtime needs a dynamic batch or 1")
+    return None if batch.is_dynamic else 1
 
 
 def _first_line(exc: BaseException) -> str:
