@@ -24,6 +24,7 @@ data:
 demo: setup
 	$(BIN)/fmnist-edge train --quick
 	$(BIN)/fmnist-edge convert
+	$(BIN)/fmnist-edge bench --quick
 
 test: setup
 	$(BIN)/python -m pytest -q
