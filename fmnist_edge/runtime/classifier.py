@@ -286,11 +286,14 @@ class Classifier:
             raise err from None
 
     def _prediction(self, probabilities: np.ndarray, top_k: int) -> Prediction:
-        p = probabilities.tolist()
-        order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:top_k]
+        p = probabilities.tolist()  # 10 Python floats: cheaper to rank than numpy calls on 10 elements
         names = self.class_names
+        if top_k == 1:
+            best = p.index(max(p))
+            return Prediction(names[best], best, p[best], ((names[best], p[best]),))
+        order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:top_k]  # stable: ties keep class order
         best = order[0]
-        return Prediction(names[best], best, p[best], tuple((names[j], p[j]) for j in order))
+        return Prediction(names[best], best, p[best], tuple([(names[j], p[j]) for j in order]))
 
 
 def _write(pixels: np.ndarray, out: np.ndarray) -> None:
