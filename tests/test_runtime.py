@@ -38,8 +38,9 @@ def converted_artifacts(tiny_artifacts: Path, tmp_path_factory) -> Path:
         shutil.copytree(tiny_artifacts, out)
         from fmnist_edge.convert import convert
 
+        # max_drop: the tiny model's int8 check is the converter's business; here it only has to exist
         convert(out, formats=("openvino",), precisions=("fp32", "bf16", "fp16", "int8"), calib_size=100, check=200,
-                log=lambda *_: None)
+                max_drop=0.05, log=lambda *_: None)
         _CONVERTED[key] = out
     return _CONVERTED[key]
 

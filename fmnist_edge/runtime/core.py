@@ -1,4 +1,4 @@
-"""The process-wide openvino.Core, created once, and what it can tell about devices and installed versions."""
+"""The process-wide openvino.Core, created once, with the device and version report that `fmnist-edge info` prints."""
 
 from __future__ import annotations
 

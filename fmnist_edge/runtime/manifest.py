@@ -1,4 +1,4 @@
-"""Finds the model files of one precision in an artifact folder and verifies them against manifest.json."""
+"""Verified model files: the IR of one precision, checked against the sizes and sha256 hashes in manifest.json."""
 
 from __future__ import annotations
 
