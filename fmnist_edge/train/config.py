@@ -21,7 +21,8 @@ class TrainConfig:
     weight_decay: float = 5e-2  # decoupled (AdamW)
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    augment: bool = True  # random shifts, horizontal flips, random erasing
+    augment: bool = True  # random shifts (2 px), horizontal flips, random erasing
+    erase_prob: float = 0.5  # random-erasing probability when augmenting
     val_fraction: float = 0.1
     patience: int = 8  # early stopping on validation loss, best weights restored
     limit: int | None = None  # train on a stratified subset of this many images (tests, smoke runs)
@@ -42,6 +43,7 @@ class TrainConfig:
             (0 < self.learning_rate < 10, f"learning rate must be in (0, 10), got {self.learning_rate}"),
             (0 <= self.weight_decay < 1, f"weight decay must be in [0, 1), got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.erase_prob <= 1, f"erase probability must be in [0, 1], got {self.erase_prob}"),
             (0 < self.val_fraction < 0.5, f"validation fraction must be in (0, 0.5), got {self.val_fraction}"),
             (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
             (self.limit is None or self.limit >= 100, f"limit must be >= 100 images, got {self.limit}"),

@@ -65,8 +65,8 @@ def select_strategy(device: str, mixed_precision: bool = False):
 # ----------------------------------------------------------------------------- input pipeline
 
 
-def _augment_one(tf, image):
-    """(28, 28, 1) float32 -> random horizontal flip, shift up to 2 px, random erasing (p=0.5)."""
+def _augment_one(tf, image, erase_prob: float):
+    """(28, 28, 1) float32 -> random horizontal flip, shift up to 2 px, random erasing with `erase_prob`."""
     image = tf.image.random_flip_left_right(image)
     image = tf.image.random_crop(tf.pad(image, [[2, 2], [2, 2], [0, 0]]), [28, 28, 1])
     # random erasing: a rectangle of 2..10% of the area with aspect 0.3..3.3, filled with zeros
@@ -79,11 +79,12 @@ def _augment_one(tf, image):
     rows = tf.range(28)[:, None]
     cols = tf.range(28)[None, :]
     box = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-    erase = (tf.random.uniform([]) < 0.5) & box
+    erase = (tf.random.uniform([]) < erase_prob) & box
     return tf.where(erase[..., None], tf.zeros_like(image), image)
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int):
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int,
+                 erase_prob: float = 0.5):
     """uint8 (N, 28, 28) + labels -> batches of ((B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10))."""
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -93,7 +94,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, 
     def prep(img, label):
         img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
         if training and augment:
-            img = _augment_one(tf, img)
+            img = _augment_one(tf, img, erase_prob)
         return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
 
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
@@ -170,7 +171,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     n_params, n_macs = int(model.count_params()), macs(model)
     log(f"model: {cfg.arch}, {n_params:,} parameters, {n_macs / 1e6:.1f} M multiply-adds per image")
 
-    train_ds = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.augment, cfg.seed)
+    train_ds = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.augment, cfg.seed, cfg.erase_prob)
     val_ds = make_dataset(x_val, y_val, 512, False, False, cfg.seed)
 
     with atomic_dir(out) as stage:
