@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 
+from ..versions import versions as _versions
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
-PACKAGES = ("fmnist-edge", "openvino", "tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx", "nncf", "numpy")
+PACKAGES = ("openvino", "tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx", "nncf", "numpy")
 
 
 def cpu_info() -> dict:
@@ -31,13 +32,7 @@ def cpu_info() -> dict:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    return _versions(PACKAGES)
 
 
 def machine() -> dict:

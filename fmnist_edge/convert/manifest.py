@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import importlib.metadata as md
 from pathlib import Path
 
-from .. import __version__, data
+from .. import data
+from ..runtime.manifest import sha256
+from ..versions import versions as _versions
 from .source import INPUT_NAME, OUTPUT_NAME
 
 SCHEMA_VERSION = 1
 FILENAME = "manifest.json"
 PACKAGES = ("tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_entry(root: Path, path: Path) -> dict:
@@ -29,14 +21,7 @@ def file_entry(root: Path, path: Path) -> dict:
 
 
 def versions() -> dict:
-    out = {}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    out["fmnist_edge"] = __version__
-    return out
+    return _versions(PACKAGES)
 
 
 def artifact(fmt: str, precision: str, files: list[dict], inference_precision: str | None = None,

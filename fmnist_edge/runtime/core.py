@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import threading
 
 import openvino as ov
 
+from ..versions import ALL as PACKAGES
+from ..versions import versions as _versions
+
 _core: ov.Core | None = None
 _lock = threading.Lock()
 
-# Reported by `fmnist-edge info`; looked up in package metadata, never imported.
-PACKAGES = ("fmnist-edge", "openvino", "numpy", "pillow", "click", "tensorflow", "keras", "onnx", "onnxruntime", "tf2onnx", "nncf")
 
 
 def core() -> ov.Core:
@@ -41,11 +41,4 @@ def devices() -> list[dict]:
 
 def versions() -> dict[str, str | None]:
     """Installed versions of the runtime's and the training extra's packages (None: not installed)."""
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    out["openvino (runtime build)"] = ov.get_version()
-    return out
+    return {**_versions(PACKAGES), "openvino (runtime build)": ov.get_version()}

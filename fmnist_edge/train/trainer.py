@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, data
+from .. import data
 from ..atomic import atomic_dir, write_json
 from ..errors import ArtifactError, ConfigError, require
 from .config import TrainConfig
@@ -128,15 +128,9 @@ def check_out_dir(out: Path) -> None:
 
 
 def versions() -> dict:
-    import importlib.metadata as md
+    from ..versions import versions as _versions
 
-    out = {"fmnist_edge": __version__, "python": platform.python_version()}
-    for pkg in ("tensorflow", "keras", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    return {k: v for k, v in _versions(("tensorflow", "keras", "numpy")).items() if v}
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
