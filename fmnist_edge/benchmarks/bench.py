@@ -123,7 +123,7 @@ def benchmark_app(xml: Path, batch: int, mode: str, threads: int, precision_hint
     if not Path(exe).exists():
         return None
     streams = 1 if mode == "sync" else threads
-    cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nthreads", str(threads), "-nstreams", str(streams),
+    cmd = [exe, "-m", str(Path(xml).resolve()), "-d", "CPU", "-hint", "none", "-nthreads", str(threads), "-nstreams", str(streams),
            "-api", mode, "-shape", f"[{batch},28,28,1]", "-t", str(max(1, int(seconds))), "-infer_precision", precision_hint]
     if mode == "sync":
         cmd += ["-nireq", "1"]
