@@ -114,7 +114,8 @@ class OpenVINOBackend(Backend):
         return self._clf.predict(x[0])
 
     def async_throughput(self, x, n_batches):
-        """Images/s streaming single images through AsyncInferQueue on a throughput-hint compile."""
+        """Images/s streaming the images of `x` (n_batches times over) one by one through AsyncInferQueue
+        on a throughput-hint compile."""
         import time
 
         from ..runtime import Classifier

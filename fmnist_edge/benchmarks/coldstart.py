@@ -40,7 +40,8 @@ top = int(s.run(None, {s.get_inputs()[0].name: x})[0].argmax())
 try:
     from ai_edge_litert.interpreter import Interpreter
 except ImportError:
-    from tensorflow.lite import Interpreter
+    import tensorflow as tf
+    Interpreter = tf.lite.Interpreter
 it = Interpreter(model_path=FOLDER + "/tflite/model.tflite", num_threads=THREADS); it.allocate_tensors()
 it.set_tensor(it.get_input_details()[0]["index"], x); it.invoke()
 top = int(it.get_tensor(it.get_output_details()[0]["index"]).argmax())
