@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,10 +198,6 @@ def make_backends(names, folder: Path, threads: int, precisions=None) -> list[Ba
                 continue
             out.append(cls(name, p, Path(folder), threads))
     return out
-
-
-def tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fmnist-bench-"))
 
 
 def env_threads(threads: int) -> dict:

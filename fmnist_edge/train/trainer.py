@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     out = Path(cfg.out)
     check_out_dir(out)
     ds = data.load(cfg.data_dir)
-    tf, keras = _tf(), require("keras")
+    keras = require("keras")
     keras.utils.set_random_seed(cfg.seed)
 
     train_idx, val_idx = data.stratified_split(ds.y_train, cfg.val_fraction, seed=cfg.seed)
