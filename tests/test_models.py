@@ -68,3 +68,10 @@ def test_config_merges_recipe_quick_and_overrides():
     assert make_config("edgenet", quick=True, epochs=3).epochs == 3
     seed = make_config("seed000_cnn")
     assert (seed.batch_size, seed.optimizer, seed.augment) == (80, "adam", False)
+
+
+def test_missing_extra_names_the_pip_line():
+    from fmnist_edge.errors import MissingDependencyError, require
+
+    with pytest.raises(MissingDependencyError, match=r'pip install "fmnist-edge\[train\]"'):
+        require("surely_not_installed_module_xyz")
