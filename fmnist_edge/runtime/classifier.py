@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 import numpy as np
-import openvino as ov
 
 from .. import data
 from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
-from .core import core
+from .core import core, ov
 from .manifest import locate
 from .preprocess import SIZE, prepare, to_model_input
 

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
-import openvino as ov
+
+def _import_openvino():
+    """`import openvino` without its eager import of the model-conversion tools (openvino.tools.ovc and its
+    telemetry): a kiosk never converts, and they cost ~0.1 s of a cold start. `ov.convert_model` still works
+    for a caller in the same process: it imports the tools on first use."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = "openvino.tools.ovc" not in sys.modules
+    if blocked:
+        sys.modules["openvino.tools.ovc"] = None  # openvino/__init__ tries this import and skips it on ImportError
+    try:
+        import openvino
+    finally:
+        if blocked and sys.modules.get("openvino.tools.ovc", 0) is None:
+            del sys.modules["openvino.tools.ovc"]
+    if not hasattr(openvino, "convert_model"):
+
+        def convert_model(*args, **kwargs):
+            from openvino.tools.ovc import convert_model as convert
+
+            return convert(*args, **kwargs)
+
+        openvino.convert_model = convert_model
+    return openvino
+
+
+ov = _import_openvino()
 
 from ..versions import ALL as PACKAGES
 from ..versions import versions as _versions
