@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ModelFileError, require
+from ..quiet import tensorflow
 
 
 @dataclass
@@ -68,7 +69,7 @@ class TensorFlowBackend(Backend):
     """The TF baseline done properly: the SavedModel's serving function called on a tensor."""
 
     def load(self):
-        tf = require("tensorflow")
+        tf = tensorflow()
         self.model_path = _need(self.folder / "saved_model", "run `fmnist-edge train` first")
         self._tf = tf
         self._fn = tf.saved_model.load(str(self.model_path)).signatures["serving_default"]
@@ -146,7 +147,7 @@ class TFLiteBackend(Backend):
     """TensorFlow Lite (LiteRT) on a float32 conversion of the SavedModel (made once, cached in the folder)."""
 
     def load(self):
-        tf = require("tensorflow")
+        tf = tensorflow()
         saved = _need(self.folder / "saved_model", "run `fmnist-edge train` first")
         path = self.folder / "tflite" / "model.tflite"
         if not path.exists():

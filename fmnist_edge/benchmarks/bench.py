@@ -66,7 +66,9 @@ class BenchConfig:
 
 def _pin_tensorflow(threads: int) -> None:
     """TF's thread pools must be sized before TensorFlow runs anything."""
-    import tensorflow as tf
+    from ..quiet import tensorflow
+
+    tf = tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

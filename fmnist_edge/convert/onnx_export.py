@@ -15,7 +15,7 @@ BATCH_DIM = "batch"
 
 def export_onnx(saved_model: Path, path: Path, opset: int = DEFAULT_OPSET) -> Path:
     """Convert the SavedModel's serving signature to `path` (what `python -m tf2onnx.convert --saved-model` does)."""
-    from .quiet import quiet, tensorflow
+    from ..quiet import quiet, tensorflow
 
     tf = tensorflow()
     onnx = require("onnx")

@@ -27,7 +27,7 @@ def convert_ir(saved_model: Path):
     """SavedModel folder -> ov.Model with input `image` [?,28,28,1] and output `probabilities` [?,10]."""
     import openvino as ov
 
-    from .quiet import quiet
+    from ..quiet import quiet
 
     try:
         with quiet():

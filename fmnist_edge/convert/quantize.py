@@ -23,7 +23,7 @@ def calibration_images(ds: data.FashionMNIST, size: int, val_fraction: float = 0
 def quantize_ir(model, calib: np.ndarray):
     """ov.Model + (N, 28, 28, 1) float32 calibration images -> INT8 ov.Model (NNCF PTQ, batch 1)."""
     nncf = require("nncf")
-    from .quiet import quiet
+    from ..quiet import quiet
 
     dataset = nncf.Dataset([image[None] for image in calib])  # each item (1, 28, 28, 1)
     with quiet():  # NNCF draws progress bars

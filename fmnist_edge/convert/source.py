@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import data
 from ..errors import ModelFileError
-from .quiet import quiet, tensorflow
+from ..quiet import keras as _keras
+from ..quiet import quiet, tensorflow
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -167,11 +168,10 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
 
 
 def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metadata: dict) -> Source:
-    from ..errors import require
     from ..train.trainer import load_keras
 
     tf = tensorflow()
-    keras = require("keras")
+    keras = _keras()
     with quiet():
         model = load_keras(path)  # safe mode: a model file cannot run code
     if len(model.inputs) != 1 or len(model.outputs) != 1:

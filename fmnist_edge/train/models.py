@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UnknownModelError, require
+from ..errors import UnknownModelError
+from ..quiet import keras as _keras
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -47,7 +48,7 @@ def create_model(name: str = DEFAULT_ARCH):
     """Build the named architecture as a Keras model: input `image` (N, 28, 28, 1) float32 in [0, 1],
     output `probabilities` (N, 10) softmax."""
     entry = get_entry(name)
-    keras = require("keras")
+    keras = _keras()
     inputs = keras.Input(shape=(28, 28, 1), name=INPUT_NAME, dtype="float32")
     x = inputs
     for layer in entry.build(keras):
@@ -228,7 +229,7 @@ def seed004_leaky(keras):
 
 def macs(model) -> int:
     """Multiply-adds per image of Conv2D and Dense layers (the ones that matter for CPU cost)."""
-    keras = require("keras")
+    keras = _keras()
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):

@@ -13,7 +13,9 @@ import numpy as np
 
 from .. import data
 from ..atomic import atomic_dir, write_json
-from ..errors import ArtifactError, ConfigError, require
+from ..errors import ArtifactError, ConfigError
+from ..quiet import keras as _keras
+from ..quiet import quiet
 from .config import TrainConfig
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
 
@@ -26,7 +28,9 @@ ARTIFACT_MARKER = "metadata.json"
 
 
 def _tf():
-    return require("tensorflow")
+    from ..quiet import tensorflow
+
+    return tensorflow()
 
 
 # ----------------------------------------------------------------------------- devices
@@ -35,7 +39,8 @@ def _tf():
 def select_strategy(device: str, mixed_precision: bool = False):
     """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, one device otherwise."""
     tf = _tf()
-    gpus = tf.config.list_physical_devices("GPU")
+    with quiet():  # CUDA's probe logs an error line on a machine without a GPU
+        gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise ConfigError("--device gpu: TensorFlow sees no GPU here; use --device cpu (or auto), or install a CUDA build of TensorFlow")
     if device == "cpu" and gpus:
@@ -44,7 +49,7 @@ def select_strategy(device: str, mixed_precision: bool = False):
     if mixed_precision:
         if not gpus:
             raise ConfigError("--mixed-precision needs a GPU; drop it to train in float32 on the CPU")
-        require("keras").mixed_precision.set_global_policy("mixed_float16")
+        _keras().mixed_precision.set_global_policy("mixed_float16")
     if os.environ.get("TF_CONFIG"):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         desc = f"multi-worker ({strategy.num_replicas_in_sync} replicas, TF_CONFIG)"
@@ -139,7 +144,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     out = Path(cfg.out)
     check_out_dir(out)
     ds = data.load(cfg.data_dir)
-    keras = require("keras")
+    keras = _keras()
     keras.utils.set_random_seed(cfg.seed)
 
     train_idx, val_idx = data.stratified_split(ds.y_train, cfg.val_fraction, seed=cfg.seed)
@@ -214,7 +219,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 def save_model(model, folder: Path) -> None:
     """model.keras, model.h5 (legacy HDF5) and saved_model/ (serving signature on float32 [N, 28, 28, 1])."""
-    tf, keras = _tf(), require("keras")
+    tf, keras = _tf(), _keras()
     model.save(folder / "model.keras")
     model.save(folder / "model.h5")
     archive = keras.export.ExportArchive()
@@ -231,7 +236,7 @@ def load_keras(path: str | os.PathLike):
     """Load a .keras or .h5 file in Keras' safe mode (no code from the file runs)."""
     from ..errors import ModelFileError
 
-    keras = require("keras")
+    keras = _keras()
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file; train one with `fmnist-edge train` or pass a .keras/.h5 file")

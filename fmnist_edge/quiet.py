@@ -43,9 +43,17 @@ def quiet() -> Iterator[None]:
 
 def tensorflow():
     """`import tensorflow` without its start-up banner; a missing install names the pip line."""
-    from ..errors import require
+    from .errors import require
 
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     with quiet():
         return require("tensorflow")
+
+
+def keras():
+    """`import keras` (which imports TensorFlow) without the start-up banner."""
+    from .errors import require
+
+    tensorflow()
+    return require("keras")
