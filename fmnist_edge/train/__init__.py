@@ -1,0 +1,1 @@
+"""Training: the model registry, typed config, the Keras trainer and its evaluation reports."""
