@@ -459,3 +459,24 @@ def test_list_images_expands_a_folder(tmp_path, images):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in decode.list_images(tmp_path)] == ["a.JPG", "b.png", "c.webp"]
+
+
+def test_openvino_converter_still_works_after_the_runtime_import(tmp_path):
+    """The runtime imports openvino without its conversion tools; `ov.convert_model` must still work after it."""
+    code = """
+import sys
+import fmnist_edge.runtime
+assert "openvino.tools.ovc" not in sys.modules, "the runtime imported the converter tools"
+import openvino as ov
+from onnx import TensorProto, helper
+g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+path = sys.argv[1]
+open(path, "wb").write(helper.make_model(g).SerializeToString())
+from openvino.tools.ovc import convert_model  # the real module still imports
+print(type(ov.convert_model(path)).__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "relu.onnx")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "Model"
