@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from .benchmarks.backends import DEFAULT_BACKENDS as BENCH_BACKENDS
 from .errors import FmnistEdgeError
 
 
@@ -149,8 +150,7 @@ def _int_list(ctx, param, value):
 
 @cli.command()
 @click.argument("folder", type=click.Path(), default="artifacts")
-@click.option("--backends", default=",".join(("tensorflow", "keras", "openvino", "onnxruntime", "tflite", "benchmark_app")),
-              show_default=True, callback=_names(("tensorflow", "keras", "openvino", "onnxruntime", "tflite", "benchmark_app")),
+@click.option("--backends", default=",".join(BENCH_BACKENDS), show_default=True, callback=_names(BENCH_BACKENDS),
               help="Comma-separated backends to measure.")
 @click.option("--precision", "precisions", default="fp32,bf16,fp16,int8", show_default=True,
               callback=_names(("fp32", "bf16", "fp16", "int8")), help="OpenVINO precisions to measure.")

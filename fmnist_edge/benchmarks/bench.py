@@ -88,7 +88,7 @@ def _row(b: Backend, batch: int, mode: str, **kw) -> dict:
             "size_bytes": b.size_bytes(), "cold_start_s": None, "peak_rss_mb": None, "notes": "; ".join(b.notes), **kw}
 
 
-def bench_backend(b: Backend, cfg: BenchConfig, x_acc, y_acc, pool: np.ndarray, tick: Callable) -> list[dict]:
+def bench_backend(b: Backend, cfg: BenchConfig, x_acc, y_acc, pool: np.ndarray) -> list[dict]:
     """Latency at batch 1, sync (and async) throughput per batch size, accuracy: rows for one backend.
     `x_acc` and `pool` are dataset-form uint8 (N, 28, 28); each backend gets them in its native form."""
     b.load()
@@ -106,7 +106,7 @@ def bench_backend(b: Backend, cfg: BenchConfig, x_acc, y_acc, pool: np.ndarray, 
             return b.infer_one(xb) if bs == 1 else b.infer(xb)
 
         n = iters if bs == 1 else max(10, iters // max(1, bs // 8))
-        stats = timed_loop(step, warmup=cfg.warmup, iters=n, duration=cfg.duration, progress=tick)
+        stats = timed_loop(step, warmup=cfg.warmup, iters=n, duration=cfg.duration)
         rows.append(_row(b, bs, "sync", latency_us=stats["latency_us"], first_inference_us=stats["first_us"],
                          throughput_ips=bs * 1e6 / stats["latency_us"]["mean"], accuracy=acc))
         if bs == 1:  # the async path streams single images (a camera's frames), so it is a batch-1 row
@@ -142,7 +142,7 @@ def benchmark_app(xml: Path, batch: int, mode: str, threads: int, precision_hint
             "throughput_ips": float(tput.group(1)) * (1 if mode == "sync" else 1)}
 
 
-def _ba_rows(cfg: BenchConfig, tick: Callable) -> list[dict]:
+def _ba_rows(cfg: BenchConfig) -> list[dict]:
     xml = Path(cfg.folder) / "openvino" / "fp32" / "model.xml"
     if not xml.exists():
         return []
@@ -152,7 +152,6 @@ def _ba_rows(cfg: BenchConfig, tick: Callable) -> list[dict]:
     for bs in cfg.batch_sizes:
         for mode in ("sync", "async"):
             r = benchmark_app(xml, bs, mode, cfg.threads, "f32", secs)
-            tick(0)
             if r:
                 rows.append({"backend": "benchmark_app", "precision": "fp32", "batch_size": bs, "mode": mode,
                              "latency_us": r["latency_us"] if mode == "sync" else None, "first_inference_us": None,
@@ -232,7 +231,6 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     """Measure every requested backend; returns {"machine", "config", "results", "ratios"}.
     `progress(label)` is called as each stage of `stages(cfg)` starts."""
     cfg.validate()
-    tick = lambda n: None  # noqa: E731
     say = progress or (lambda s: None)
     ds = data.load(cfg.data_dir)
     n_acc = 1000 if cfg.quick else len(ds.x_test)
@@ -245,7 +243,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     for b in backends:
         say(b.label)
         try:
-            rows = bench_backend(b, cfg, x_acc, y_acc, pool, tick)
+            rows = bench_backend(b, cfg, x_acc, y_acc, pool)
         except FmnistEdgeError as exc:
             errors.append({"backend": b.name, "precision": b.precision, "error": str(exc)})
             continue
@@ -259,7 +257,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
         results += rows
     if "benchmark_app" in cfg.backends:
         say("benchmark_app")
-        results += _ba_rows(cfg, tick)
+        results += _ba_rows(cfg)
     return {
         "schema_version": SCHEMA_VERSION,
         "machine": machine(),

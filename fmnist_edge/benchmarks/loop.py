@@ -8,8 +8,7 @@ from typing import Callable
 import numpy as np
 
 
-def timed_loop(step: Callable[[], object], warmup: int = 20, iters: int = 200, duration: float | None = None,
-               progress: Callable[[int], None] | None = None) -> dict:
+def timed_loop(step: Callable[[], object], warmup: int = 20, iters: int = 200, duration: float | None = None) -> dict:
     """Call `step` `warmup` times untimed, then `iters` times (or for `duration` seconds) timed.
 
     Returns {"first_us", "latency_us": {"p50", "p90", "p99", "mean", "min"}, "n", "total_s"}; the
@@ -27,8 +26,6 @@ def timed_loop(step: Callable[[], object], warmup: int = 20, iters: int = 200, d
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-        if progress and len(times) % 50 == 0:
-            progress(50)
     total = time.perf_counter() - start
     us = np.asarray(times) * 1e6
     return {
