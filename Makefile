@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test clean
+.PHONY: setup data browser demo test clean
 
 setup: $(VENV)/.installed data
 
@@ -20,14 +20,21 @@ data:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi
 
+# Debian's Chromium for the kiosk's browser tests (Playwright drives it; no browser download).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+
 # Train the default model on a short budget, convert it, benchmark it, print the table.
 demo: setup
 	$(BIN)/fmnist-edge train --quick
 	$(BIN)/fmnist-edge convert
 	$(BIN)/fmnist-edge bench --quick
 
-test: setup
-	$(BIN)/python -m pytest -q
+# The browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
+test: setup browser
+	FMNIST_EDGE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
+	rm -rf $(VENV) artifacts .pytest_cache test-artifacts

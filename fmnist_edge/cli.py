@@ -260,6 +260,22 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 
 
 @cli.command()
+@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")
+@click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=10.0, show_default=True, help="Largest accepted upload.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads [default: OpenVINO's choice].")
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads):
+    """Serve the kiosk page and its JSON API (POST /predict, GET /health) over one loaded model."""
+    from .serve import serve as run
+
+    run(model_dir, precision=precision, device=device, host=host, port=port,
+        max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """List the OpenVINO devices and the installed package versions (without importing TensorFlow)."""

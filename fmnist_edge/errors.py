@@ -78,7 +78,7 @@ class DeviceError(FmnistEdgeError):
 
 
 class MissingDependencyError(FmnistEdgeError):
-    """An optional dependency (the [train] extra) is not installed."""
+    """An optional dependency (the [train] or [kiosk] extra) is not installed."""
 
 
 EXTRA_HINT = 'pip install "fmnist-edge[train]"'
@@ -92,5 +92,5 @@ def require(module: str, extra_hint: str = EXTRA_HINT):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise MissingDependencyError(
-            f"{module} is not installed ({exc}); install the training extra: {extra_hint}"
+            f"{module} is not installed ({exc}); install the extra that has it: {extra_hint}"
         ) from None

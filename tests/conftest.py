@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,4 +28,18 @@ def tiny_artifacts(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny") / "artifacts"
     train(make_config("tiny", limit=3000, test_limit=500, epochs=2, out=str(out)), log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_artifacts, tmp_path_factory) -> Path:
+    """A copy of `tiny_artifacts` converted to OpenVINO IR (fp32, bf16, fp16, int8) by `fmnist_edge.convert`.
+    Session-scoped and shared by the runtime, predict and kiosk tests: tests must not modify it (copy it first)."""
+    from fmnist_edge.convert import convert
+
+    out = tmp_path_factory.mktemp("runtime") / "artifacts"
+    shutil.copytree(tiny_artifacts, out)
+    # max_drop: the tiny model's int8 check is the converter's business; here it only has to exist
+    convert(out, formats=("openvino",), precisions=("fp32", "bf16", "fp16", "int8"), calib_size=100, check=200,
+            max_drop=0.05, log=lambda *_: None)
     return out

@@ -13,12 +13,12 @@ from PIL import Image
 
 from fmnist_edge.cli import cli
 from fmnist_edge.runtime import Classifier
-from test_runtime import converted_artifacts, photo
+from images import photo
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_artifacts, tmp_path_factory):
-    return converted_artifacts(tiny_artifacts, tmp_path_factory)
+def artifacts(converted):
+    return converted
 
 
 @pytest.fixture()

@@ -25,34 +25,17 @@ from fmnist_edge.runtime import (
     to_dataset_form,
     to_model_input,
 )
-
-_CONVERTED: dict[str, Path] = {}
-
-
-def converted_artifacts(tiny_artifacts: Path, tmp_path_factory) -> Path:
-    """A copy of the tiny artifact folder converted by `fmnist_edge.convert` (fp32, bf16, fp16, int8 IR).
-    Built once per session and shared with test_predict_cli.py; tests must not modify it (copy it first)."""
-    key = str(tiny_artifacts)
-    if key not in _CONVERTED:
-        out = tmp_path_factory.mktemp("runtime") / "artifacts"
-        shutil.copytree(tiny_artifacts, out)
-        from fmnist_edge.convert import convert
-
-        # max_drop: the tiny model's int8 check is the converter's business; here it only has to exist
-        convert(out, formats=("openvino",), precisions=("fp32", "bf16", "fp16", "int8"), calib_size=100, check=200,
-                max_drop=0.05, log=lambda *_: None)
-        _CONVERTED[key] = out
-    return _CONVERTED[key]
+from images import encode, photo
 
 
 @pytest.fixture(scope="session")
-def artifacts(tiny_artifacts, tmp_path_factory) -> Path:
-    return converted_artifacts(tiny_artifacts, tmp_path_factory)
+def artifacts(converted) -> Path:
+    return converted
 
 
 @pytest.fixture(scope="session")
-def clf(artifacts) -> Classifier:
-    return Classifier.load(artifacts)
+def clf(converted) -> Classifier:
+    return Classifier.load(converted)
 
 
 @pytest.fixture(scope="session")
@@ -66,20 +49,6 @@ def raw_probs(artifacts: Path, x: np.ndarray, precision="fp32", hint="f32") -> n
     compiled = ov.Core().compile_model(str(artifacts / "openvino" / precision / "model.xml"), "CPU",
                                        {"INFERENCE_PRECISION_HINT": hint})
     return compiled(to_model_input(x))[0]
-
-
-def photo(img: np.ndarray, size=(160, 200), scale=5, offset=(10, 25), background=255) -> np.ndarray:
-    """A dataset image as a product photo: garment dark on a light background, upscaled, off centre, W x H `size`."""
-    garment = Image.fromarray(255 - img if background == 255 else img).resize((28 * scale, 28 * scale), Image.BILINEAR)
-    canvas = Image.new("L", size, background)
-    canvas.paste(garment, offset)
-    return np.asarray(canvas)
-
-
-def encode(a: np.ndarray, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- loading and precisions

@@ -1,0 +1,36 @@
+"""How much CPU time the hypervisor took from this VM (Linux "steal"): timings here are read with it.
+
+On a shared cloud host a 2-core VM can lose a quarter of its CPU time to neighbours; a training wall time
+or a benchmark figure is only comparable with the steal measured over the same span.
+"""
+
+from __future__ import annotations
+
+import os
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def steal_seconds() -> float | None:
+    """CPU-seconds stolen from this machine since boot, summed over all CPUs; None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    return int(fields[8]) / _TICK
+
+
+class StealMeter:
+    """Steal over a span: `with StealMeter() as m: ...` then `m.seconds` (None where unknown)."""
+
+    def __enter__(self) -> "StealMeter":
+        self._start, self.seconds = steal_seconds(), None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = steal_seconds()
+        if self._start is not None and end is not None:
+            self.seconds = round(end - self._start, 1)

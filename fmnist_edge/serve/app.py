@@ -1,0 +1,228 @@
+"""The kiosk web app: Starlette routes over one shared, thread-safe `Classifier`.
+
+Safe by default: it listens on 127.0.0.1, reads at most `max_upload_bytes` of any request body (before
+decoding a pixel), accepts only image content (PNG, JPEG, BMP, WebP, sniffed by the runtime's decoder),
+never touches the file system on a request's behalf, and answers every bad request with a 4xx JSON
+`{"error": ...}` while it keeps serving. Inference runs in Starlette's thread pool, so concurrent requests
+share the one compiled model through the classifier's own infer-request pool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, FmnistEdgeError, ImageSizeError, InputImageError, require
+
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-5 MB
+STATIC = Path(__file__).with_name("static")
+# Content types a client may label an image upload with; the bytes are still sniffed by the decoder.
+IMAGE_TYPES = ("image/", "application/octet-stream")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+     b"connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+]
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class _SecurityHeaders:
+    """Pure ASGI middleware: the same safe headers on every HTTP response, the static page's included."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None):
+    """The ASGI app around `classifier` (a loaded `fmnist_edge.runtime.Classifier`, shared by all requests)."""
+    require("starlette", 'pip install "fmnist-edge[kiosk]"')
+    require("python_multipart", 'pip install "fmnist-edge[kiosk]"')
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    from ..runtime import versions
+
+    if max_upload_bytes < 1024:
+        raise ConfigError(f"the upload limit must be at least 1 KiB, got {max_upload_bytes} bytes")
+    started = time.monotonic()
+    stats = {"predictions": 0, "rejected": 0}
+    versions_now = versions()
+    limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_upload_bytes:
+            raise _HTTPError(413, f"upload of {int(declared):,} bytes is over the {limit_text} limit; send a smaller photo")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_upload_bytes:
+                raise _HTTPError(413, f"upload is over the {limit_text} limit; send a smaller photo")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def image_bytes(request: Request) -> bytes:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await read_body(request)
+        if ctype == "multipart/form-data":
+            async def once():
+                yield body
+
+            try:
+                form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=10).parse()
+            except MultiPartException as exc:
+                raise _HTTPError(400, f"malformed multipart upload ({exc.message}); send one file in the field 'image'") from None
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                upload = next((v for _, v in form.multi_items() if isinstance(v, UploadFile)), None)
+            if upload is None:
+                raise _HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
+            utype = (upload.content_type or "").split(";")[0].strip().lower()
+            if utype and not utype.startswith(IMAGE_TYPES):
+                raise _HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; send a PNG, JPEG, BMP or WebP photo")
+            data = await upload.read()
+        elif not ctype or ctype.startswith(IMAGE_TYPES):
+            data = body
+        else:
+            raise _HTTPError(415, f"content type {ctype} is not an image; send a PNG, JPEG, BMP or WebP photo "
+                                  "as the body (Content-Type: image/...) or as multipart field 'image'")
+        if not data:
+            raise _HTTPError(400, "the upload is empty; send the bytes of a PNG, JPEG, BMP or WebP photo")
+        return data
+
+    def error(status: int, message: str) -> JSONResponse:
+        stats["rejected"] += 1
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def predict(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        try:
+            data = await image_bytes(request)
+
+            def classify():
+                t = time.perf_counter()
+                p = classifier.predict(data, top_k=top_k)
+                return p, time.perf_counter() - t
+
+            prediction, seconds = await run_in_threadpool(classify)
+        except _HTTPError as exc:
+            return error(exc.status, str(exc))
+        except ImageSizeError as exc:
+            return error(413, str(exc))
+        except InputImageError as exc:
+            return error(422, str(exc))
+        except FmnistEdgeError as exc:  # the model itself failed: the kiosk's watchdog should know
+            return error(500, str(exc))
+        stats["predictions"] += 1
+        return JSONResponse({
+            "label": prediction.label,
+            "index": prediction.index,
+            "confidence": prediction.confidence,
+            "top_k": [{"label": name, "confidence": p} for name, p in prediction.top_k],
+            "inference_ms": round(seconds * 1e3, 3),  # decode + preprocess + inference
+            "total_ms": round((time.perf_counter() - t0) * 1e3, 3),
+        })
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({
+            "status": "ok",
+            "model": {**classifier.describe(), "class_names": list(classifier.class_names), **(model_info or {})},
+            "versions": versions_now,
+            "uptime_s": round(time.monotonic() - started, 1),
+            "predictions": stats["predictions"],
+            "rejected": stats["rejected"],
+            "max_upload_bytes": max_upload_bytes,
+        })
+
+    async def page(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"cache-control": "no-cache"})
+
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server keeps serving"}, status_code=500)
+
+    app = Starlette(
+        routes=[
+            Route("/", page, methods=["GET"]),
+            Route("/predict", predict, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        exception_handlers={500: server_error},
+    )
+    app.state.classifier = classifier
+    return _SecurityHeaders(app)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before starting so that a taken port or a bad host is one clear error, not a server log."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or stop what holds it") from None
+    sock.listen(128)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(model: str = "artifacts", precision: str = "fp32", device: str = "CPU", host: str = "127.0.0.1",
+          port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print) -> None:
+    """Load one Classifier, then serve the kiosk until interrupted."""
+    require("uvicorn", 'pip install "fmnist-edge[kiosk]"')
+    import uvicorn
+
+    from ..runtime import Classifier
+
+    clf = Classifier.load(model, precision=precision, device=device, threads=threads)
+    app = create_app(clf, max_upload_bytes=max_upload_bytes)
+    sock = _listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    log(f"model: {model} ({precision} on {clf.device}, computes in {clf.inference_precision})")
+    log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops)")
+    if not is_loopback(host):
+        log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
