@@ -93,6 +93,20 @@ def test_predict_equals_bare_openvino_and_every_path_agrees(artifacts, clf, imag
     assert clf.predict_batch([]) == [] and clf.predict_async([]) == []
 
 
+def test_a_throughput_classifier_runs_batches_on_its_streams_and_agrees(artifacts, clf, images):
+    x, _ = images
+    fast = Classifier.load(artifacts, hint="throughput", threads=2)
+    assert fast._streams >= 2 and clf._streams == 1
+    ref = clf.predict_proba(x)
+    for batch_size in (64, 37, 1):  # several batches in flight, a short padded last one, single images
+        np.testing.assert_allclose(fast.predict_proba(x, batch_size=batch_size), ref, atol=1e-5)
+    items = list(x[:70])
+    items[66] = np.full((28, 28), np.inf)  # a bad item in the second batch: named, nothing left in flight
+    with pytest.raises(errors.ImageValueError, match="^image 66:"):
+        fast.predict_proba(items, batch_size=32)
+    assert fast.predict_batch(x[:5]) == clf.predict_batch(x[:5])
+
+
 def test_top_k_and_prediction_dict(clf, images):
     p = clf.predict(images[0][0], top_k=1)
     assert len(p.top_k) == 1 and p.top_k[0] == (p.label, p.confidence)

@@ -143,3 +143,42 @@ def test_atomic_dir_replaces_whole(tmp_path):
     with pytest.raises(ArtifactError, match="a file of that name exists"):
         with atomic.atomic_dir(out / "new.txt"):
             pass
+
+
+def _variants(img: np.ndarray, shift: int = 2) -> np.ndarray:
+    """Every flip x shift of one (28, 28) image that the augmentation may produce, zero-filled: (50, 28, 28)."""
+    out = []
+    for flipped in (img, img[:, ::-1]):
+        padded = np.pad(flipped, shift)
+        out += [padded[dy : dy + 28, dx : dx + 28] for dy in range(2 * shift + 1) for dx in range(2 * shift + 1)]
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("erase_prob", [0.0, 1.0])
+def test_batch_augmentation_flips_shifts_and_erases_each_image_on_its_own(fmnist, erase_prob):
+    from fmnist_edge.quiet import tensorflow
+    from fmnist_edge.train.trainer import augment_batch
+
+    tf = tensorflow()
+    tf.random.set_seed(1)
+    x = fmnist.x_train[:64].astype(np.float32) / 255.0
+    out = augment_batch(tf, tf.constant(x[..., None]), erase_prob).numpy()[..., 0]
+    assert out.shape == x.shape and out.dtype == np.float32
+    used, erased_images = set(), 0
+    for img, aug in zip(x, out):
+        cands = _variants(img)
+        kept = aug != 0
+        # the image is one of the 50 flip/shift variants wherever it was not erased
+        match = [i for i, c in enumerate(cands) if np.array_equal(c[kept], aug[kept])]
+        assert match, "an output is not a flip/shift of its own input"
+        used.add(match[0])
+        if erase_prob:
+            erased = (cands[match[0]] != 0) & ~kept  # content pixels set to zero: inside one rectangle
+            rows, cols = np.flatnonzero(erased.any(1)), np.flatnonzero(erased.any(0))
+            erased_images += bool(rows.size)
+            if rows.size:
+                assert (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) <= 0.10 * 784 + 28
+        else:
+            assert any(np.array_equal(c, aug) for c in cands)
+    assert len(used) > 10  # per image, not one draw for the whole batch
+    assert erased_images >= (48 if erase_prob else 0)  # a box on the black border erases nothing visible

@@ -109,10 +109,10 @@ def bench_backend(b: Backend, cfg: BenchConfig, x_acc, y_acc, pool: np.ndarray) 
         stats = timed_loop(step, warmup=cfg.warmup, iters=n, duration=cfg.duration)
         rows.append(_row(b, bs, "sync", latency_us=stats["latency_us"], first_inference_us=stats["first_us"],
                          throughput_ips=bs * 1e6 / stats["latency_us"]["mean"], accuracy=acc))
-        if bs == 1:  # the async path streams single images (a camera's frames), so it is a batch-1 row
-            ips = b.async_throughput(pool, n_batches=max(1, iters // len(pool)) * 4)
-            if ips:
-                rows.append(_row(b, 1, "async", throughput_ips=ips, accuracy=acc))
+        # async: the backend's own pipelining, over as many images as the sync loop saw (at least the pool twice)
+        ips = b.async_throughput(pool, bs, repeat=max(2, -(-n * bs // len(pool))))
+        if ips:
+            rows.append(_row(b, bs, "async", throughput_ips=ips, accuracy=acc))
     return rows
 
 
