@@ -19,7 +19,7 @@ ROW_KEYS = {"backend", "precision", "batch_size", "mode", "latency_us", "first_i
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_artifacts, tmp_path_factory):
+def bench_folder(tiny_artifacts, tmp_path_factory):
     from fmnist_edge.convert import convert
 
     folder = tmp_path_factory.mktemp("bench") / "artifacts"
@@ -37,9 +37,9 @@ def test_timed_loop_counts_and_orders_percentiles():
     assert stats["first_us"] > 0
 
 
-def test_bench_cli_writes_schema_table_csv_and_plot(converted, tmp_path):
+def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     out = tmp_path / "res"
-    res = CliRunner().invoke(cli, ["bench", str(converted), "--backends", "tensorflow,openvino,onnxruntime,benchmark_app",
+    res = CliRunner().invoke(cli, ["bench", str(bench_folder), "--backends", "tensorflow,openvino,onnxruntime,benchmark_app",
                                    "--precision", "fp32,int8", "--quick", "--iters", "20", "--warmup", "2",
                                    "--batch-sizes", "1,8", "--out", str(out), "--soak", "400", "--soak-threads", "4"])
     assert res.exit_code == 0, res.output
@@ -60,6 +60,8 @@ def test_bench_cli_writes_schema_table_csv_and_plot(converted, tmp_path):
     assert abs(ov["accuracy"] - tf["accuracy"]) <= 0.01  # fp32 IR computes what TF computes
     assert find("openvino", "int8", 8)["throughput_ips"] > 0
     assert find("openvino", bs=1, mode="async")["throughput_ips"] > 0
+    assert find("openvino", "int8", 8, "async")["throughput_ips"] > 0  # batches on the throughput streams
+    assert "cpu_steal_s" in result["machine"] and "cpu_steal_s" in ov
     assert "openvino_vs_tensorflow_latency_speedup" in result["ratios"]
     assert result["soak"]["mismatches"] == 0 and result["soak"]["predictions"] == 400
     with open(out / "bench.csv") as f:
@@ -67,8 +69,8 @@ def test_bench_cli_writes_schema_table_csv_and_plot(converted, tmp_path):
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_min_acc_gate_fails_the_command(converted, tmp_path):
-    res = CliRunner().invoke(cli, ["bench", str(converted), "--backends", "onnxruntime", "--quick", "--iters", "10",
+def test_min_acc_gate_fails_the_command(bench_folder, tmp_path):
+    res = CliRunner().invoke(cli, ["bench", str(bench_folder), "--backends", "onnxruntime", "--quick", "--iters", "10",
                                    "--warmup", "1", "--batch-sizes", "1", "--no-cold-start", "--min-acc", "0.999",
                                    "--out", str(tmp_path)])
     assert res.exit_code != 0 and "accuracy below --min-acc 0.999" in res.output
@@ -79,8 +81,8 @@ def test_min_acc_gate_fails_the_command(converted, tmp_path):
     (["--batch-sizes", "1,x"], "comma-separated integers"),
     (["--iters", "3"], "--iters"),
 ])
-def test_bad_options_are_one_line(converted, args, message):
-    res = CliRunner().invoke(cli, ["bench", str(converted), *args])
+def test_bad_options_are_one_line(bench_folder, args, message):
+    res = CliRunner().invoke(cli, ["bench", str(bench_folder), *args])
     assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
 
 

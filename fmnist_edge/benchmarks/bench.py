@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import data
 from ..errors import ConfigError, FmnistEdgeError
+from ..host import StealMeter, steal_seconds
 from .backends import BACKENDS, DEFAULT_BACKENDS, Backend, make_backends
 from .coldstart import cold_start
 from .loop import timed_loop
@@ -232,6 +233,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     `progress(label)` is called as each stage of `stages(cfg)` starts."""
     cfg.validate()
     say = progress or (lambda s: None)
+    steal_start = steal_seconds()
     ds = data.load(cfg.data_dir)
     n_acc = 1000 if cfg.quick else len(ds.x_test)
     x_acc, y_acc = ds.x_test[:n_acc], ds.y_test[:n_acc]  # uint8 (N, 28, 28)
@@ -243,10 +245,13 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     for b in backends:
         say(b.label)
         try:
-            rows = bench_backend(b, cfg, x_acc, y_acc, pool)
+            with StealMeter() as steal:
+                rows = bench_backend(b, cfg, x_acc, y_acc, pool)
         except FmnistEdgeError as exc:
             errors.append({"backend": b.name, "precision": b.precision, "error": str(exc)})
             continue
+        for r in rows:  # CPU time the VM's host took while this backend was timed: its figures' noise
+            r["cpu_steal_s"] = steal.seconds
         if cfg.cold_start:
             say(f"{b.label} cold start")
             cs = cold_start(b.name, Path(cfg.folder), b.precision, cfg.threads, ds.x_test[0])
@@ -260,7 +265,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
         results += _ba_rows(cfg)
     return {
         "schema_version": SCHEMA_VERSION,
-        "machine": machine(),
+        "machine": {**machine(), "cpu_steal_s": round(steal_seconds() - steal_start, 1) if steal_start is not None else None},
         "config": {**dataclasses.asdict(cfg), "accuracy_images": n_acc},
         "results": results,
         "ratios": ratios(results),

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..atomic import atomic_file, write_json, write_text
 
 CSV_FIELDS = ["backend", "precision", "batch_size", "mode", "p50_us", "p90_us", "p99_us", "mean_us", "first_inference_us",
-              "throughput_ips", "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb", "speedup_vs_tensorflow", "notes"]
+              "throughput_ips", "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb", "speedup_vs_tensorflow", "cpu_steal_s", "notes"]
 
 
 def _tf_reference(results: list[dict], batch: int, mode: str) -> dict | None:
@@ -57,6 +57,8 @@ def table(result: dict) -> str:
     if m:
         lines += ["", f"machine: {m.get('cpu')}, {m.get('usable_cores')} usable cores, ISA {' '.join(m.get('isa', []))}; "
                   f"threads {result['config']['threads']}"]
+        if m.get("cpu_steal_s"):
+            lines.append(f"the VM's host took {m['cpu_steal_s']:.0f} CPU-s during the run (steal): compare figures as ratios within one run")
     return "\n".join(lines)
 
 
