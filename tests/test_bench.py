@@ -37,6 +37,16 @@ def test_timed_loop_counts_and_orders_percentiles():
     assert stats["first_us"] > 0
 
 
+def test_steal_is_read_from_proc_stat():
+    from fmnist_edge.host import StealMeter, steal_seconds
+
+    before = steal_seconds()
+    assert before is not None and before >= 0  # Linux: the 8th field of /proc/stat's cpu line
+    with StealMeter() as m:
+        sum(range(100_000))
+    assert m.seconds is not None and 0 <= m.seconds < 60
+
+
 def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     out = tmp_path / "res"
     res = CliRunner().invoke(cli, ["bench", str(bench_folder), "--backends", "tensorflow,openvino,onnxruntime,benchmark_app",
