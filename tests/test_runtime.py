@@ -96,7 +96,11 @@ def test_predict_equals_bare_openvino_and_every_path_agrees(artifacts, clf, imag
 def test_a_throughput_classifier_runs_batches_on_its_streams_and_agrees(artifacts, clf, images):
     x, _ = images
     fast = Classifier.load(artifacts, hint="throughput", threads=2)
-    assert fast._streams >= 2 and clf._streams == 1
+    from fmnist_edge.runtime.classifier import _streams
+
+    assert _streams(fast._batches()) >= 2 and _streams(clf._batches()) == 1
+    assert fast.compiled_model.input(0).get_partial_shape().is_static  # one image at a time: a static batch of 1
+    assert fast._batches().input(0).get_partial_shape()[0].is_dynamic
     ref = clf.predict_proba(x)
     for batch_size in (64, 37, 1):  # several batches in flight, a short padded last one, single images
         np.testing.assert_allclose(fast.predict_proba(x, batch_size=batch_size), ref, atol=1e-5)

@@ -242,7 +242,8 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
         _pin_tensorflow(cfg.threads)
     results, errors = [], []
     backends = make_backends([b for b in cfg.backends if b != "benchmark_app"], Path(cfg.folder), cfg.threads, cfg.precisions)
-    for b in backends:
+    while backends:  # each backend is dropped once measured: its threads and memory never touch the next
+        b = backends.pop(0)
         say(b.label)
         try:
             with StealMeter() as steal:
