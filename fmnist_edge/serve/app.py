@@ -99,15 +99,18 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
                 form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=10).parse()
             except MultiPartException as exc:
                 raise _HTTPError(400, f"malformed multipart upload ({exc.message}); send one file in the field 'image'") from None
-            upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                upload = next((v for _, v in form.multi_items() if isinstance(v, UploadFile)), None)
-            if upload is None:
-                raise _HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
-            utype = (upload.content_type or "").split(";")[0].strip().lower()
-            if utype and not utype.startswith(IMAGE_TYPES):
-                raise _HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; send a PNG, JPEG, BMP or WebP photo")
-            data = await upload.read()
+            try:
+                upload = form.get("image")
+                if not isinstance(upload, UploadFile):
+                    upload = next((v for _, v in form.multi_items() if isinstance(v, UploadFile)), None)
+                if upload is None:
+                    raise _HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
+                utype = (upload.content_type or "").split(";")[0].strip().lower()
+                if utype and not utype.startswith(IMAGE_TYPES):
+                    raise _HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; send a PNG, JPEG, BMP or WebP photo")
+                data = await upload.read()
+            finally:
+                await form.close()  # the parser spools a file part to a temporary file: drop it now
         elif not ctype or ctype.startswith(IMAGE_TYPES):
             data = body
         else:
