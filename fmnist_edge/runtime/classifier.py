@@ -145,7 +145,8 @@ class Classifier:
 
     @property
     def compiled_model(self) -> ov.CompiledModel:
-        """The one OpenVINO CompiledModel behind this classifier (for benchmarks and inspection)."""
+        """The batch-1 OpenVINO CompiledModel behind `predict` and `predict_async` (for benchmarks and
+        inspection); batches run on a dynamic-batch compile of the same IR, made on first use."""
         return self._compiled
 
     @property
