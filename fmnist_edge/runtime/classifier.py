@@ -222,13 +222,14 @@ class Classifier:
         def chunks():
             for start in range(0, len(items), batch_size):
                 n = min(batch_size, len(items) - start)
-                x = np.zeros((batch_size, SIZE, SIZE, 1), np.float32)  # (B, 28, 28, 1) float32 in [0, 1]
                 if stacked:
-                    x[:n] = to_model_input(images[start : start + n])
+                    x = to_model_input(images[start : start + n])  # (n, 28, 28, 1) float32 in [0, 1]
                 else:
+                    x = np.empty((n, SIZE, SIZE, 1), np.float32)
                     for j in range(n):
                         _write(self._prepare_item(items[start + j], start + j), x[j, :, :, 0])
-                # a short last batch is padded: a request keeps one shape (see __init__)
+                if n < batch_size:  # a short last batch is padded: a request keeps one shape (see __init__)
+                    x = np.concatenate([x, np.zeros((batch_size - n, SIZE, SIZE, 1), np.float32)])
                 yield x, (start, n)
 
         out = np.empty((len(items), data.NUM_CLASSES), np.float32)
