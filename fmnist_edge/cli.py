@@ -57,7 +57,9 @@ def cli():
 @click.option("--out", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder to write.")
 @click.option("--seed", type=int, default=None, help="Seed for the split and initialisation [default: 0].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
-@click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+              help="Compute precision (weights stay float32) [default: auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
+                   "else float32]; float16 needs a GPU.")
 def train(arch, no_augment, quick, **opts):
     """Train a CNN on Fashion-MNIST and save .keras, .h5, SavedModel and reports."""
     from .train.config import make_config

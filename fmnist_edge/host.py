@@ -1,12 +1,34 @@
-"""How much CPU time the hypervisor took from this VM (Linux "steal"): timings here are read with it.
+"""Facts about the host CPU that training and timings depend on.
 
-On a shared cloud host a 2-core VM can lose a quarter of its CPU time to neighbours; a training wall time
+- `cpu_flags()` / `cpu_has_bf16()`: whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16),
+  which decides the default training precision on a CPU.
+- Steal: how much CPU time the hypervisor took from this VM (Linux "steal"). On a shared cloud host a 2-core VM can lose a quarter of its CPU time to neighbours; a training wall time
 or a benchmark figure is only comparable with the steal measured over the same span.
 """
 
 from __future__ import annotations
 
 import os
+
+_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True where oneDNN runs bfloat16 convolutions natively (AMX tiles or AVX512-BF16), not emulated."""
+    return any(flag in cpu_flags() for flag in _BF16_FLAGS)
+
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

@@ -84,6 +84,7 @@ def test_models_command_lists_registry_as_json():
         (["--epochs", "-3"], "epochs must be >= 1"),
         (["--batch-size", "0"], "batch size"),
         (["--device", "tpu"], "Invalid value for '--device'"),
+        (["--precision", "float16"], "--precision float16 needs a GPU"),
         (["--data-dir", "/nonexistent/fm"], "does not exist; install the Debian package"),
     ],
 )

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from .models import DEFAULT_ARCH, get_entry
 
 DEVICES = ("auto", "cpu", "gpu")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -29,7 +30,7 @@ class TrainConfig:
     test_limit: int | None = None  # evaluate on the first N test images (tests); None = all 10,000
     seed: int = 0
     device: str = "auto"
-    mixed_precision: bool = False  # float16 compute on a GPU
+    precision: str = "auto"  # compute dtype; weights stay float32. auto: bfloat16 on CPUs with AMX/AVX512-BF16, else float32
     data_dir: str | None = None
     out: str = "artifacts"
     extra: dict = field(default_factory=dict)
@@ -50,6 +51,7 @@ class TrainConfig:
             (self.test_limit is None or self.test_limit >= 10, f"test limit must be >= 10, got {self.test_limit}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, msg in checks:
             if not ok:

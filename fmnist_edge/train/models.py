@@ -44,14 +44,23 @@ def get_entry(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown architecture {name!r}; known: {', '.join(list_models())}") from None
 
 
-def create_model(name: str = DEFAULT_ARCH):
+def create_model(name: str = DEFAULT_ARCH, fused_bn: bool = False):
     """Build the named architecture as a Keras model: input `image` (N, 28, 28, 1) float32 in [0, 1],
-    output `probabilities` (N, 10) softmax."""
+    output `probabilities` (N, 10) softmax.
+
+    `fused_bn=True` builds the training twin: the same layers and weights, with batch norm on
+    TensorFlow's fused kernel (see fastbn.py); its weights load into the plain model unchanged.
+    """
     entry = get_entry(name)
     keras = _keras()
     inputs = keras.Input(shape=(28, 28, 1), name=INPUT_NAME, dtype="float32")
     x = inputs
-    for layer in entry.build(keras):
+    layers = entry.build(keras)
+    if fused_bn:
+        from .fastbn import swap_in
+
+        layers = [swap_in(layer) for layer in layers]
+    for layer in layers:
         x = layer(x)
     # The softmax is its own float32 layer so that mixed precision never returns float16 probabilities.
     outputs = keras.layers.Activation("softmax", dtype="float32", name=OUTPUT_NAME)(x)

@@ -7,6 +7,7 @@ import os
 import platform
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from .. import data
 from ..atomic import atomic_dir, write_json
 from ..errors import ArtifactError, ConfigError
-from ..host import StealMeter
+from ..host import StealMeter, cpu_flags, cpu_has_bf16
 from ..quiet import keras as _keras
 from ..quiet import quiet
 from .config import TrainConfig
@@ -37,8 +38,11 @@ def _tf():
 # ----------------------------------------------------------------------------- devices
 
 
-def select_strategy(device: str, mixed_precision: bool = False):
-    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, one device otherwise."""
+def select_strategy(device: str, precision: str = "auto"):
+    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, one device otherwise.
+
+    Returns (strategy, description, Keras dtype policy name) with `precision` resolved for that device.
+    """
     tf = _tf()
     with quiet():  # CUDA's probe logs an error line on a machine without a GPU
         gpus = tf.config.list_physical_devices("GPU")
@@ -47,10 +51,7 @@ def select_strategy(device: str, mixed_precision: bool = False):
     if device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
-    if mixed_precision:
-        if not gpus:
-            raise ConfigError("--mixed-precision needs a GPU; drop it to train in float32 on the CPU")
-        _keras().mixed_precision.set_global_policy("mixed_float16")
+    policy = dtype_policy_name(precision, bool(gpus))
     if os.environ.get("TF_CONFIG"):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         desc = f"multi-worker ({strategy.num_replicas_in_sync} replicas, TF_CONFIG)"
@@ -64,8 +65,42 @@ def select_strategy(device: str, mixed_precision: bool = False):
     else:
         strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
         onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-        desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'})"
-    return strategy, desc
+        amx = ", AMX" if "amx_bf16" in cpu_flags() else ""
+        desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'}{amx})"
+    return strategy, f"{desc}, {policy}", policy
+
+
+def dtype_policy_name(precision: str, gpu: bool) -> str:
+    """--precision -> a Keras dtype policy. Mixed policies keep float32 weights and float32 softmax."""
+    if precision == "auto":
+        precision = "bfloat16" if not gpu and cpu_has_bf16() else "float32"
+    if precision == "float16" and not gpu:
+        raise ConfigError("--precision float16 needs a GPU; on a CPU use bfloat16 (AMX/AVX512-BF16 CPUs) or float32")
+    if precision == "bfloat16" and not gpu and not cpu_has_bf16():
+        raise ConfigError("--precision bfloat16: this CPU has no bfloat16 instructions (AMX-BF16 or AVX512-BF16), "
+                          "it would run emulated and slower; use --precision float32")
+    return {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+
+
+@contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy for the layers built inside; the previous one is restored after."""
+    mp = _keras().mixed_precision
+    previous = mp.global_policy()
+    mp.set_global_policy(name)
+    try:
+        yield
+    finally:
+        mp.set_global_policy(previous)
+
+
+def export_twin(model, arch: str):
+    """The trained model (fused batch norm, maybe mixed precision) -> the plain float32 Keras model we save,
+    with the same weights."""
+    with dtype_policy("float32"):
+        plain = create_model(arch)
+    plain.set_weights(model.get_weights())
+    return plain
 
 
 # ----------------------------------------------------------------------------- input pipeline
@@ -169,12 +204,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     x_val, y_val = ds.x_train[val_idx], ds.y_train[val_idx]
     x_te, y_te = (ds.x_test, ds.y_test) if not cfg.test_limit else (ds.x_test[: cfg.test_limit], ds.y_test[: cfg.test_limit])
 
-    strategy, device_desc = select_strategy(cfg.device, cfg.mixed_precision)
+    strategy, device_desc, policy = select_strategy(cfg.device, cfg.precision)
     log(f"data: {ds.source}; train {len(x_tr)}, validation {len(x_val)}, test {len(x_te)}")
     log(f"device: {device_desc}")
     steps = int(np.ceil(len(x_tr) / cfg.batch_size))
-    with strategy.scope():
-        model = create_model(cfg.arch)
+    with strategy.scope(), dtype_policy(policy):
+        model = create_model(cfg.arch, fused_bn=True)  # the training twin; export_twin() gives the saved model
         model.compile(
             optimizer=_optimizer(keras, cfg, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -204,6 +239,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if steal.seconds else ""
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
+        model = export_twin(model, cfg.arch)
         save_model(model, stage)
         from .report import evaluate_and_report
 
@@ -221,6 +257,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "config": cfg.to_dict(),
             "data": {"source": ds.source, "train": len(x_tr), "validation": len(x_val), "test": len(x_te)},
             "device": device_desc,
+            "precision": policy,  # training compute; the saved model is float32
             "versions": versions(),
             "wall_time_s": round(wall, 1),
             "cpu_steal_s": steal.seconds,  # CPU time the VM's host took during training (noise in wall_time_s)
