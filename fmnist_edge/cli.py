@@ -47,7 +47,10 @@ def cli():
 @click.option("--arch", default=None, help="Architecture from `fmnist-edge models` [default: edgenet].")
 @click.option("--epochs", type=int, default=None, help="Epochs (the arch's recipe sets the default).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam"]), default=None,
+              help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
+@click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay.")
 @click.option("--limit", type=int, default=None, help="Train on a stratified subset of N training images.")
 @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--val-fraction", type=float, default=None, help="Validation share of the training set [default: 0.1].")

@@ -65,11 +65,22 @@ def test_config_rejects_bad_values_up_front(overrides, message):
 def test_config_merges_recipe_quick_and_overrides():
     from fmnist_edge.train.config import TrainConfig
 
-    assert make_config("edgenet").epochs == TrainConfig().epochs == 18  # the default recipe the README reports
+    assert make_config("edgenet").epochs == TrainConfig().epochs == 40  # the default recipe the README reports
     assert make_config("edgenet", quick=True).epochs == 2
     assert make_config("edgenet", quick=True, epochs=3).epochs == 3
     seed = make_config("seed000_cnn")
     assert (seed.batch_size, seed.optimizer, seed.augment) == (80, "adam", False)
+
+
+def test_picking_another_optimizer_brings_its_learning_rate_and_weight_decay():
+    sgd = make_config("edgenet", optimizer="sgd")
+    assert (sgd.optimizer, sgd.learning_rate, sgd.weight_decay) == ("sgd", 0.1, 5e-4)
+    assert make_config("edgenet", optimizer="sgd", learning_rate=0.05).learning_rate == 0.05  # explicit wins
+    seed = make_config("seed000_cnn", optimizer="adamw")
+    assert (seed.learning_rate, seed.weight_decay, seed.batch_size) == (3e-3, 5e-2, 80)  # rest of the recipe kept
+    assert make_config("seed000_cnn", optimizer="adam").learning_rate == 1e-3  # the recipe's own optimizer: as is
+    with pytest.raises(ConfigError, match="optimizer must be adamw, sgd or adam"):
+        make_config("edgenet", optimizer="rmsprop")
 
 
 def test_missing_extra_names_the_pip_line():

@@ -169,6 +169,8 @@ def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
         warmup_target=cfg.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
 
 
