@@ -31,7 +31,8 @@ def test_metadata_records_what_users_need(tiny_artifacts):
     assert meta["class_names"] == list(data.CLASS_NAMES)
     assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["input"]["layout"] == "NHWC"
     assert "255" in meta["input"]["preprocessing"]
-    assert meta["device"].startswith("CPU")
+    assert meta["device"].startswith("CPU") and meta["device"].endswith(meta["precision"])
+    assert meta["precision"] in ("float32", "mixed_bfloat16")  # training compute; the saved model is float32
     assert {"tensorflow", "keras", "numpy"} <= set(meta["versions"])
     assert meta["config"]["epochs"] == 2 and meta["epochs_run"] == 2
     assert meta["data"] == {"source": meta["data"]["source"], "train": 3000, "validation": 300, "test": 500}
