@@ -2,17 +2,20 @@
 
 - `cpu_flags()` / `cpu_has_bf16()`: whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16),
   which decides the default training precision on a CPU.
-- Steal: how much CPU time the hypervisor took from this VM (Linux "steal"). On a shared cloud host a 2-core VM can lose a quarter of its CPU time to neighbours; a training wall time
-or a benchmark figure is only comparable with the steal measured over the same span.
+- Steal: how much CPU time the hypervisor took from this VM (Linux "steal"). On a shared cloud host a 2-core VM
+  can lose a quarter of its CPU time to neighbours; a training wall time or a benchmark figure is only comparable
+  with the steal measured over the same span.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty off Linux)."""
     try:

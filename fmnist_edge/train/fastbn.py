@@ -3,8 +3,9 @@
 Keras 3's `BatchNormalization` computes moments and the normalisation as separate ops in float32
 (it up-casts bfloat16 inputs), several passes over every activation forward and backward. TensorFlow's
 `FusedBatchNormV3` does it in one kernel (oneDNN on Intel CPUs) and accepts bfloat16 activations
-with float32 statistics. Measured on the 2-core CPU, edgenet at batch 128: 582-646 img/s with Keras'
-layer, 867-884 img/s fused (float32), 1,574-2,025 img/s fused under mixed bfloat16 (AMX).
+with float32 statistics. Measured on the 2-core CPU, edgenet at batch 128 (model-only probe): 582-646 img/s
+with Keras' layer, 867-884 img/s fused (float32), 1,574-2,025 img/s fused under mixed bfloat16 (AMX); ~1,500 img/s
+on the full training pipeline.
 
 The layer keeps Keras' weights (gamma, beta, moving_mean, moving_variance, in that order) and Keras'
 arithmetic (population variance for the moving statistics), so a trained model's weights load into the
@@ -13,30 +14,17 @@ plain Keras model that we save: the artifacts never depend on this class.
 
 from __future__ import annotations
 
+import functools
+
 from ..quiet import keras as _keras
-
-
-def _tf():
-    from ..quiet import tensorflow
-
-    return tensorflow()
-
+from ..quiet import tensorflow as _tf
 
 _FUSED_DTYPES = ("float32", "bfloat16", "float16")
 
 
+@functools.cache
 def fused_batch_norm_class():
-    """The layer class (built lazily: importing this module does not import TensorFlow)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _make_class()
-    return _CLASS
-
-
-_CLASS = None
-
-
-def _make_class():
+    """The layer class, defined on first use: importing this module does not import TensorFlow."""
     keras = _keras()
     tf = _tf()
 
