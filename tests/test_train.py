@@ -187,9 +187,14 @@ def test_batch_augmentation_flips_shifts_and_erases_each_image_on_its_own(fmnist
 
 
 def test_input_pipeline_yields_every_image_once_without_the_autotune_thread(fmnist):
-    """The training and validation pipelines run without tf.data's autotuning: destroying an autotuned
-    iterator (Keras makes one per epoch) stalled training ~40 s per epoch on 2 cores (trainer.pipeline_options)."""
-    from fmnist_edge.train.trainer import make_dataset
+    """The training and validation pipelines run without tf.data's autotuning, and on one device Keras iterates
+    them itself (TF's default strategy, no multi-device iterator): destroying an autotuned iterator (Keras makes
+    one per epoch) stalled training ~40 s per epoch on 2 cores (trainer.pipeline_options)."""
+    from fmnist_edge.quiet import tensorflow
+    from fmnist_edge.train.trainer import make_dataset, select_strategy
+
+    strategy, desc, _ = select_strategy("cpu", "float32")
+    assert strategy is tensorflow().distribute.get_strategy() and desc.startswith("CPU")
 
     x, y = fmnist.x_train[:300], fmnist.y_train[:300]
     for training in (True, False):

@@ -39,7 +39,10 @@ def _tf():
 
 
 def select_strategy(device: str, precision: str = "auto"):
-    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, one device otherwise.
+    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, and on one device TF's
+    default strategy (no distribution layer: Keras then iterates the dataset itself; OneDeviceStrategy
+    wraps it in a multi-device iterator whose tf.data autotune thread stalled every other epoch, see
+    pipeline_options).
 
     Returns (strategy, description, Keras dtype policy name) with `precision` resolved for that device.
     """
@@ -59,11 +62,11 @@ def select_strategy(device: str, precision: str = "auto"):
         strategy = tf.distribute.MirroredStrategy()
         desc = f"{len(gpus)} GPUs (MirroredStrategy)"
     elif gpus:
-        strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
+        strategy = tf.distribute.get_strategy()  # TensorFlow places the model on the visible GPU
         details = tf.config.experimental.get_device_details(gpus[0])
         desc = f"GPU ({details.get('device_name', gpus[0].name)})"
     else:
-        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        strategy = tf.distribute.get_strategy()
         onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
         amx = ", AMX" if "amx_bf16" in cpu_flags() else ""
         desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'}{amx})"
@@ -162,9 +165,11 @@ PREFETCH_BATCHES = 4
 
 def pipeline_options(tf):
     """tf.data options without the autotuning thread. Keras makes a new iterator per epoch (training) and per
-    validation pass; destroying one waits for its autotune thread to wake from its sleep, and on the 2-core
-    CPU that stalled training with every core idle for ~40 s after half the epochs (80 s epochs instead of 40;
-    seen with gdb: ~RootDataset::Iterator blocked on Model::OptimizeLoop)."""
+    validation pass; destroying one waits for its autotune thread (Model::OptimizeLoop) to wake from its sleep.
+    On the 2-core CPU that stalled training with every core idle for ~40 s after half the epochs: 80 s epochs
+    instead of 40 (seen with gdb: the main thread in ~RootDataset::Iterator, waiting on that thread). These
+    options reach the iterator only when Keras iterates the dataset itself: hence TF's default strategy on one
+    device (select_strategy); a OneDeviceStrategy's multi-device iterator built its own autotuned pipeline."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
