@@ -100,8 +100,9 @@ def edgenet(keras):
 
     One conv at full resolution (a second one there cost 40% more training time on a 2-core CPU), then the
     widths where they are cheap: on oneDNN with bfloat16 the cost of a training step goes with the number of
-    layers more than with their width, and 80 / 176 channels train as fast as edgenet_small's 64 / 128
-    (~1,300 img/s, measured). The head keeps the 7x7 layout (flatten, 86 k weights) instead of averaging it
+    layers more than with their width: 32/80/160 and 32/64/176 probed at 1,296-1,330 img/s against 1,248 for
+    edgenet_small's 32/64/128 (a third conv at 7x7 instead: 810), and edgenet's own epochs ran in 31-47 s on
+    a quiet host (README, Results). The head keeps the 7x7 layout (flatten, 86 k weights) instead of averaging it
     away: where a sleeve or a collar is matters for shirt vs T-shirt vs pullover. Batch norm folds into the
     convolutions at conversion.
     """

@@ -158,7 +158,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, 
 
 
 # Fixed parallelism instead of tf.data's autotuning: the batched augmentation is a few cheap ops per batch (~3% of
-# a CPU training step), so 2 workers and 4 batches ahead keep the model fed on a CPU and on a GPU alike.
+# a CPU training step), so 2 workers and 4 batches ahead keep the model fed on the 2-core CPU (a fast GPU may
+# want more workers: not measured, no GPU lent so far).
 PIPELINE_WORKERS = 2
 PREFETCH_BATCHES = 4
 
