@@ -139,24 +139,6 @@ def augment_batch(tf, images, erase_prob: float, shift: int = 2):
     return tf.where(erase[..., None], tf.zeros_like(images), images)
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int,
-                 erase_prob: float = 0.5):
-    """uint8 (N, 28, 28) + labels -> batches of ((B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10))."""
-    tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-
-    def prep(img, label):
-        img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
-        if training and augment:
-            img = augment_batch(tf, img, erase_prob)
-        return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
-
-    ds = ds.batch(batch_size).map(prep, num_parallel_calls=PIPELINE_WORKERS)
-    return ds.prefetch(PREFETCH_BATCHES).with_options(pipeline_options(tf))
-
-
 # Fixed parallelism instead of tf.data's autotuning: the batched augmentation is a few cheap ops per batch (~3% of
 # a CPU training step), so 2 workers and 4 batches ahead keep the model fed on the 2-core CPU (a fast GPU may
 # want more workers: not measured, no GPU lent so far).
@@ -174,6 +156,24 @@ def pipeline_options(tf):
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int,
+                 erase_prob: float = 0.5):
+    """uint8 (N, 28, 28) + labels -> batches of ((B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10))."""
+    tf = _tf()
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def prep(img, label):
+        img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
+        if training and augment:
+            img = augment_batch(tf, img, erase_prob)
+        return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
+
+    ds = ds.batch(batch_size).map(prep, num_parallel_calls=PIPELINE_WORKERS)
+    return ds.prefetch(PREFETCH_BATCHES).with_options(pipeline_options(tf))
 
 
 # ----------------------------------------------------------------------------- training
