@@ -10,6 +10,15 @@ import click
 
 from .benchmarks.backends import DEFAULT_BACKENDS as BENCH_BACKENDS
 from .errors import FmnistEdgeError
+from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES
+from .train.config import PRECISIONS as TRAIN_PRECISIONS
+from .train.models import DEFAULT_ARCH
+
+# The names the converter and the runtime own (convert.FORMATS, runtime.PRECISIONS, runtime.preprocess.POLARITIES),
+# repeated here because importing either package would load OpenVINO for every command; a test keeps them equal.
+FORMATS = ("openvino", "onnx")
+OV_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+POLARITIES = ("auto", "photo", "dataset")
 
 
 class Group(click.Group):
@@ -44,10 +53,10 @@ def cli():
 
 
 @cli.command()
-@click.option("--arch", default=None, help="Architecture from `fmnist-edge models` [default: edgenet].")
+@click.option("--arch", default=None, help=f"Architecture from `fmnist-edge models` [default: {DEFAULT_ARCH}].")
 @click.option("--epochs", type=int, default=None, help="Epochs (the arch's recipe sets the default).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam"]), default=None,
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_DEFAULTS)), default=None,
               help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay.")
@@ -55,12 +64,12 @@ def cli():
 @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--val-fraction", type=float, default=None, help="Validation share of the training set [default: 0.1].")
 @click.option("--no-augment", is_flag=True, help="Turn data augmentation off.")
-@click.option("--quick", is_flag=True, help="Short budget (2 epochs), what the demo uses.")
+@click.option("--quick", is_flag=True, help=f"Short budget ({RECIPES['quick']['epochs']} epochs), what the demo uses.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 @click.option("--out", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder to write.")
 @click.option("--seed", type=int, default=None, help="Seed for the split and initialisation [default: 0].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=None,
               help="Compute precision (weights stay float32) [default: auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
                    "else float32]; float16 needs a GPU.")
 def train(arch, no_augment, quick, **opts):
@@ -120,9 +129,9 @@ def _names(known):
 @cli.command()
 @click.argument("model", type=click.Path(), default="artifacts")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: the model's artifact folder].")
-@click.option("--format", "formats", default="openvino,onnx", show_default=True, callback=_names(("openvino", "onnx")), help="Comma-separated formats.")
+@click.option("--format", "formats", default="openvino,onnx", show_default=True, callback=_names(FORMATS), help="Comma-separated formats.")
 @click.option("--precision", "precisions", default="fp32,fp16,int8", show_default=True,
-              callback=_names(("fp32", "bf16", "fp16", "int8")), help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
+              callback=_names(OV_PRECISIONS), help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: 17].")
 @click.option("--calib-size", type=click.IntRange(min=1), default=300, show_default=True, help="INT8 calibration images from the training split.")
 @click.option("--check", default="1000", show_default=True, help="Test images each artifact is checked on, or 'all'.")
@@ -158,7 +167,7 @@ def _int_list(ctx, param, value):
 @click.option("--backends", default=",".join(BENCH_BACKENDS), show_default=True, callback=_names(BENCH_BACKENDS),
               help="Comma-separated backends to measure.")
 @click.option("--precision", "precisions", default="fp32,bf16,fp16,int8", show_default=True,
-              callback=_names(("fp32", "bf16", "fp16", "int8")), help="OpenVINO precisions to measure.")
+              callback=_names(OV_PRECISIONS), help="OpenVINO precisions to measure.")
 @click.option("--batch-sizes", default="1,64", show_default=True, callback=_int_list, help="Throughput batch sizes.")
 @click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True, help="Untimed calls first.")
 @click.option("--iters", type=click.IntRange(min=10), default=1000, show_default=True, help="Timed batch-1 calls.")
@@ -222,10 +231,10 @@ def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threa
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(OV_PRECISIONS), default="fp32", show_default=True)
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="Classes to show per image.")
-@click.option("--polarity", type=click.Choice(["auto", "photo", "dataset"]), default="auto", show_default=True,
+@click.option("--polarity", type=click.Choice(POLARITIES), default="auto", show_default=True,
               help="photo: dark garment on light background; dataset: bright garment on black.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (JSON Lines).")
 def predict(images, model_dir, precision, device, top_k, polarity, as_json):
@@ -266,7 +275,7 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 
 @cli.command()
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(OV_PRECISIONS), default="fp32", show_default=True)
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")

@@ -13,13 +13,13 @@ import numpy as np
 from .. import data
 from ..atomic import write_json
 from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError
+from ..runtime.manifest import PRECISIONS  # bf16: the fp32 IR computed in bf16 (a runtime mode, no files of its own)
 from . import check as checks
 from . import manifest as mf
 from .onnx_export import DEFAULT_OPSET, OPSETS
 from .source import locate
 
 FORMATS = ("openvino", "onnx")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # bf16: the fp32 IR computed in bf16 (a runtime mode, no files of its own)
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
 OWNED_DIRS = ("openvino", "onnx", "serving")  # with manifest.json, what convert writes in --out and replaces on a re-run
 TEST_SIZE = 10_000

@@ -14,7 +14,7 @@ from .. import data
 from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
 from .core import core, ov
 from .manifest import locate
-from .preprocess import SIZE, prepare, to_model_input
+from .preprocess import POLARITIES, SIZE, prepare, to_model_input
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 # What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
@@ -111,8 +111,8 @@ class Classifier:
         """
         if hint not in HINTS:
             raise ConfigError(f"unknown hint {hint!r}; choose one of {', '.join(HINTS)}")
-        if polarity not in ("auto", "photo", "dataset"):
-            raise ConfigError(f"unknown polarity {polarity!r}; choose one of auto, photo, dataset")
+        if polarity not in POLARITIES:
+            raise ConfigError(f"unknown polarity {polarity!r}; choose one of {', '.join(POLARITIES)}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
         files = locate(path, precision, verify=verify)
