@@ -10,7 +10,7 @@ import click
 
 from .benchmarks.backends import DEFAULT_BACKENDS as BENCH_BACKENDS
 from .errors import FmnistEdgeError
-from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES
+from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES, TrainConfig
 from .train.config import PRECISIONS as TRAIN_PRECISIONS
 from .train.models import DEFAULT_ARCH
 
@@ -54,7 +54,10 @@ def cli():
 
 @cli.command()
 @click.option("--arch", default=None, help=f"Architecture from `fmnist-edge models` [default: {DEFAULT_ARCH}].")
-@click.option("--epochs", type=int, default=None, help="Epochs (the arch's recipe sets the default).")
+@click.option("--epochs", type=int, default=None, help="Epochs at most (the arch's recipe sets the default).")
+@click.option("--time-budget", "time_budget_min", type=float, default=None, metavar="MINUTES",
+              help=f"End the training loop within MINUTES, running the epochs that fit with the learning-rate schedule "
+                   f"fitted to them [default: {TrainConfig.time_budget_min:g} for our models, none for the seeds']; 0 = no limit.")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_DEFAULTS)), default=None,
               help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")

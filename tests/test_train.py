@@ -34,7 +34,7 @@ def test_metadata_records_what_users_need(tiny_artifacts):
     assert meta["device"].startswith("CPU") and meta["device"].endswith(meta["precision"])
     assert meta["precision"] in ("float32", "mixed_bfloat16")  # training compute; the saved model is float32
     assert {"tensorflow", "keras", "numpy"} <= set(meta["versions"])
-    assert meta["config"]["epochs"] == 2 and meta["epochs_run"] == 2
+    assert meta["config"]["epochs"] == 2 and meta["epochs_run"] == 2 and meta["stopped_by"] == "epochs (2)"
     assert meta["data"] == {"source": meta["data"]["source"], "train": 3000, "validation": 300, "test": 500}
     metrics = json.loads((tiny_artifacts / "report" / "metrics.json").read_text())
     assert metrics["accuracy"] == meta["test"]["accuracy"] > 0.5  # learned something in 2 epochs
@@ -84,6 +84,7 @@ def test_models_command_lists_registry_as_json():
         (["--arch", "nope"], "unknown architecture 'nope'; known:"),
         (["--epochs", "-3"], "epochs must be >= 1"),
         (["--batch-size", "0"], "batch size"),
+        (["--time-budget", "-1"], "time budget must be in 0..10000 minutes (0 = none)"),
         (["--device", "tpu"], "Invalid value for '--device'"),
         (["--precision", "float16"], "--precision float16 needs a GPU"),
         (["--data-dir", "/nonexistent/fm"], "does not exist; install the Debian package"),

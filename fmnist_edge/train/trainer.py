@@ -18,6 +18,7 @@ from ..errors import ArtifactError, ConfigError
 from ..host import StealMeter, cpu_flags, cpu_has_bf16
 from ..quiet import keras as _keras
 from ..quiet import quiet
+from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
 
@@ -180,20 +181,14 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, 
 
 
 def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
+    """The optimizer and its learning-rate schedule (None for adam: a constant rate, halved on plateaus)."""
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(cfg.learning_rate)
+        return keras.optimizers.Adam(cfg.learning_rate), None
     total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
-        decay_steps=total - warmup,
-        alpha=0.01,
-        warmup_target=cfg.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
+    schedule = warmup_cosine(cfg.learning_rate, min(int(cfg.warmup_epochs * steps_per_epoch), total - 1), total)
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay), schedule
+    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay), schedule
 
 
 def check_out_dir(out: Path) -> None:
@@ -234,8 +229,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     steps = int(np.ceil(len(x_tr) / cfg.batch_size))
     with strategy.scope(), dtype_policy(policy):
         model = create_model(cfg.arch, fused_bn=True)  # the training twin; export_twin() gives the saved model
+        optimizer, schedule = _optimizer(keras, cfg, steps)
         model.compile(
-            optimizer=_optimizer(keras, cfg, steps),
+            optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=["accuracy"],
         )
@@ -255,6 +251,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         ]
         if cfg.optimizer == "adam":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)))
+        budget = None
+        if cfg.time_budget_min:
+            budget = time_budget(cfg.time_budget_min * 60, cfg.epochs, steps, schedule, log=log)
+            callbacks.append(budget)
         t0 = time.perf_counter()
         with StealMeter() as steal:
             hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
@@ -286,12 +286,21 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "wall_time_s": round(wall, 1),
             "cpu_steal_s": steal.seconds,  # CPU time the VM's host took during training (noise in wall_time_s)
             "epochs_run": len(history.get("loss", [])),
+            "stopped_by": _stopped_by(cfg, budget, callbacks[0]),
             "test": {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]},
         }
         write_json(stage / "history.json", history)
         write_json(stage / "metadata.json", metadata)
     log(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}); artifacts in {out}/")
     return metadata
+
+
+def _stopped_by(cfg: TrainConfig, budget, early) -> str:
+    if budget is not None and budget.stopped:
+        return f"time budget ({cfg.time_budget_min:g} min)"
+    if early.stopped_epoch:
+        return f"early stopping (validation loss, patience {cfg.patience})"
+    return f"epochs ({cfg.epochs})"
 
 
 def save_model(model, folder: Path) -> None:
