@@ -59,3 +59,27 @@ def test_train_stops_within_its_time_budget(tmp_path):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["stopped_by"] == "time budget (0.05 min)"
     assert 1 <= meta["epochs_run"] < 500 and meta["config"]["time_budget_min"] == 0.05
+
+
+def test_budget_callback_moves_the_schedule_end_and_stops_on_plan(monkeypatch):
+    import types
+
+    from fmnist_edge.train import budget
+
+    clock = iter([0.0] + [10.0 * (i + 1) for i in range(40)])  # train begins at 0, then 10 s per epoch
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+    schedule = warmup_cosine(1.0, 10, 400)
+    lines = []
+    cb = budget.time_budget(100.0, max_epochs=40, steps_per_epoch=10, schedule=schedule, log=lines.append)
+    model = types.SimpleNamespace(stop_training=False)
+    cb.set_model(model)
+    cb.on_train_begin()
+    epoch = 0
+    while not model.stop_training:
+        cb.on_epoch_end(epoch)
+        epoch += 1
+    # after 2 epochs (20 s): 80 s left, minus half an epoch in hand -> 7 more: 9 epochs, 90 steps
+    assert epoch == 9 and cb.planned == 9 and cb.stopped
+    assert float(schedule.total_steps.numpy()) == 90.0
+    assert float(schedule(90)) == pytest.approx(ALPHA)
+    assert lines[-1].startswith("time budget 1.66667 min: 9 of 40 epochs fit (~10 s each)")
