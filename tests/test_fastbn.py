@@ -70,7 +70,8 @@ def test_export_twin_is_the_plain_float32_model_with_the_trained_weights(policy,
     from fmnist_edge import data
     from fmnist_edge.train.fastbn import fused_batch_norm_class
     from fmnist_edge.train.models import create_model
-    from fmnist_edge.train.trainer import dtype_policy, export_twin
+    from fmnist_edge.train.devices import dtype_policy
+    from fmnist_edge.train.trainer import export_twin
 
     with dtype_policy(policy):
         twin = create_model("edgenet", fused_bn=True)
@@ -99,7 +100,7 @@ def test_export_twin_is_the_plain_float32_model_with_the_trained_weights(policy,
 
 def test_precision_resolves_per_device():
     from fmnist_edge.errors import ConfigError
-    from fmnist_edge.train.trainer import dtype_policy_name
+    from fmnist_edge.train.devices import dtype_policy_name
 
     assert dtype_policy_name("auto", gpu=False) == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
     assert dtype_policy_name("auto", gpu=True) == "float32"

@@ -192,7 +192,8 @@ def test_input_pipeline_yields_every_image_once_without_the_autotune_thread(fmni
     them itself (TF's default strategy, no multi-device iterator): destroying an autotuned iterator (Keras makes
     one per epoch) stalled training ~40 s per epoch on 2 cores (trainer.pipeline_options)."""
     from fmnist_edge.quiet import tensorflow
-    from fmnist_edge.train.trainer import make_dataset, select_strategy
+    from fmnist_edge.train.devices import select_strategy
+    from fmnist_edge.train.trainer import make_dataset
 
     strategy, desc, _ = select_strategy("cpu", "float32")
     assert strategy is tensorflow().distribute.get_strategy() and desc.startswith("CPU")

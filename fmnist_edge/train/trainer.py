@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .. import data
 from ..atomic import atomic_dir, write_json
-from ..errors import ArtifactError, ConfigError
-from ..host import StealMeter, cpu_flags, cpu_has_bf16
+from ..errors import ArtifactError
+from ..host import StealMeter
 from ..quiet import keras as _keras
-from ..quiet import quiet
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
+from .devices import dtype_policy, dtype_policy_name, select_strategy
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,66 +34,7 @@ def _tf():
     return tensorflow()
 
 
-# ----------------------------------------------------------------------------- devices
-
-
-def select_strategy(device: str, precision: str = "auto"):
-    """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, and on one device TF's
-    default strategy (no distribution layer: Keras then iterates the dataset itself; OneDeviceStrategy
-    wraps it in a multi-device iterator whose tf.data autotune thread stalled every other epoch, see
-    pipeline_options).
-
-    Returns (strategy, description, Keras dtype policy name) with `precision` resolved for that device.
-    """
-    tf = _tf()
-    with quiet():  # CUDA's probe logs an error line on a machine without a GPU
-        gpus = tf.config.list_physical_devices("GPU")
-    if device == "gpu" and not gpus:
-        raise ConfigError("--device gpu: TensorFlow sees no GPU here; use --device cpu (or auto), or install a CUDA build of TensorFlow")
-    if device == "cpu" and gpus:
-        tf.config.set_visible_devices([], "GPU")
-        gpus = []
-    policy = dtype_policy_name(precision, bool(gpus))
-    if os.environ.get("TF_CONFIG"):
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        desc = f"multi-worker ({strategy.num_replicas_in_sync} replicas, TF_CONFIG)"
-    elif len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-        desc = f"{len(gpus)} GPUs (MirroredStrategy)"
-    elif gpus:
-        strategy = tf.distribute.get_strategy()  # TensorFlow places the model on the visible GPU
-        details = tf.config.experimental.get_device_details(gpus[0])
-        desc = f"GPU ({details.get('device_name', gpus[0].name)})"
-    else:
-        strategy = tf.distribute.get_strategy()
-        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-        amx = ", AMX" if "amx_bf16" in cpu_flags() else ""
-        desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'}{amx})"
-    return strategy, f"{desc}, {policy}", policy
-
-
-def dtype_policy_name(precision: str, gpu: bool) -> str:
-    """--precision -> a Keras dtype policy. Mixed policies keep float32 weights and float32 softmax."""
-    if precision == "auto":
-        precision = "bfloat16" if not gpu and cpu_has_bf16() else "float32"
-    if precision == "float16" and not gpu:
-        raise ConfigError("--precision float16 needs a GPU; on a CPU use bfloat16 (AMX/AVX512-BF16 CPUs) or float32")
-    if precision == "bfloat16" and not gpu and not cpu_has_bf16():
-        raise ConfigError("--precision bfloat16: this CPU has no bfloat16 instructions (AMX-BF16 or AVX512-BF16), "
-                          "it would run emulated and slower; use --precision float32")
-    return {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
-
-
-@contextmanager
-def dtype_policy(name: str):
-    """Keras' global dtype policy for the layers built inside; the previous one is restored after."""
-    mp = _keras().mixed_precision
-    previous = mp.global_policy()
-    mp.set_global_policy(name)
-    try:
-        yield
-    finally:
-        mp.set_global_policy(previous)
+# ----------------------------------------------------------------------------- the saved model
 
 
 def export_twin(model, arch: str):
@@ -156,6 +95,9 @@ def pipeline_options(tf):
     device (select_strategy); a OneDeviceStrategy's multi-device iterator built its own autotuned pipeline."""
     options = tf.data.Options()
     options.autotune.enabled = False
+    # Multi-worker: every worker builds the same pipeline (same seed) and keeps its share of the batches; the
+    # default (by file, then by data with a warning) has no files to shard here.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
 
 
@@ -205,8 +147,11 @@ def versions() -> dict:
     return {k: v for k, v in _versions(("tensorflow", "keras", "numpy")).items() if v}
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    """Train `cfg.arch`, evaluate on the test set, and write the artifact folder atomically. Returns metadata."""
+def train(cfg: TrainConfig, log=print, strategy=None) -> dict:
+    """Train `cfg.arch`, evaluate on the test set, and write the artifact folder atomically. Returns metadata.
+
+    `strategy`: a tf.distribute strategy to train under instead of the one select_strategy picks for
+    `cfg.device` (e.g. a MirroredStrategy over chosen devices)."""
     cfg.validate()
     out = Path(cfg.out)
     check_out_dir(out)
@@ -223,7 +168,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     x_val, y_val = ds.x_train[val_idx], ds.y_train[val_idx]
     x_te, y_te = (ds.x_test, ds.y_test) if not cfg.test_limit else (ds.x_test[: cfg.test_limit], ds.y_test[: cfg.test_limit])
 
-    strategy, device_desc, policy = select_strategy(cfg.device, cfg.precision)
+    if strategy is None:
+        strategy, device_desc, policy = select_strategy(cfg.device, cfg.precision)
+    else:
+        devices = strategy.extended.worker_devices
+        policy = dtype_policy_name(cfg.precision, gpu=any("GPU" in d.upper() for d in devices))
+        device_desc = f"{type(strategy).__name__} over {', '.join(d.rsplit('device:', 1)[-1] for d in devices)}, {policy}"
     log(f"data: {ds.source}; train {len(x_tr)}, validation {len(x_val)}, test {len(x_te)}")
     log(f"device: {device_desc}")
     steps = int(np.ceil(len(x_tr) / cfg.batch_size))
