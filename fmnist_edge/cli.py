@@ -71,7 +71,8 @@ def cli():
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 @click.option("--out", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder to write.")
 @click.option("--seed", type=int, default=None, help="Seed for the split and initialisation [default: 0].")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Train on the GPU(s) (several: MirroredStrategy) or the CPU; auto: GPUs when TensorFlow sees any.")
 @click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=None,
               help="Compute precision (weights stay float32) [default: auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
                    "else float32]; float16 needs a GPU.")

@@ -57,6 +57,14 @@ def select_strategy(device: str, precision: str = "auto"):
     return strategy, f"{desc}, {policy}", policy
 
 
+def describe_strategy(strategy, precision: str = "auto") -> tuple[str, str]:
+    """A strategy the caller built -> (description, Keras dtype policy name), as select_strategy gives them."""
+    devices = strategy.extended.worker_devices
+    policy = dtype_policy_name(precision, gpu=any("GPU" in d.upper() for d in devices))
+    names = ", ".join(d.rsplit("device:", 1)[-1] for d in devices)
+    return f"{type(strategy).__name__} over {names}, {policy}", policy
+
+
 def _multi_worker(tf, tf_config: str):
     """MultiWorkerMirroredStrategy for a TF_CONFIG cluster of one worker; a cluster of several is refused.
 

@@ -17,7 +17,7 @@ from ..host import StealMeter
 from ..quiet import keras as _keras
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
-from .devices import dtype_policy, dtype_policy_name, select_strategy
+from .devices import describe_strategy, dtype_policy, select_strategy
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -171,9 +171,7 @@ def train(cfg: TrainConfig, log=print, strategy=None) -> dict:
     if strategy is None:
         strategy, device_desc, policy = select_strategy(cfg.device, cfg.precision)
     else:
-        devices = strategy.extended.worker_devices
-        policy = dtype_policy_name(cfg.precision, gpu=any("GPU" in d.upper() for d in devices))
-        device_desc = f"{type(strategy).__name__} over {', '.join(d.rsplit('device:', 1)[-1] for d in devices)}, {policy}"
+        device_desc, policy = describe_strategy(strategy, cfg.precision)
     log(f"data: {ds.source}; train {len(x_tr)}, validation {len(x_val)}, test {len(x_te)}")
     log(f"device: {device_desc}")
     steps = int(np.ceil(len(x_tr) / cfg.batch_size))
