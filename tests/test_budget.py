@@ -61,7 +61,17 @@ def test_train_stops_within_its_time_budget(tmp_path):
     assert 1 <= meta["epochs_run"] < 500 and meta["config"]["time_budget_min"] == 0.05
 
 
-def test_budget_callback_moves_the_schedule_end_and_stops_on_plan(monkeypatch):
+@pytest.mark.parametrize(
+    "started, reserve_s, expected",
+    [
+        # after 2 epochs (20 s): 80 s left, minus half an epoch in hand -> 7 more: 9 epochs, 90 steps
+        (None, 0.0, 9),
+        # the command started 15 s before training and 25 s are kept for saving: after 2 epochs 35 s have gone
+        # of 75 -> 40 s left, minus half an epoch -> 3 more: 5 epochs
+        (-15.0, 25.0, 5),
+    ],
+)
+def test_budget_callback_moves_the_schedule_end_and_stops_on_plan(monkeypatch, started, reserve_s, expected):
     import types
 
     from fmnist_edge.train import budget
@@ -70,7 +80,8 @@ def test_budget_callback_moves_the_schedule_end_and_stops_on_plan(monkeypatch):
     monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
     schedule = warmup_cosine(1.0, 10, 400)
     lines = []
-    cb = budget.time_budget(100.0, max_epochs=40, steps_per_epoch=10, schedule=schedule, log=lines.append)
+    cb = budget.time_budget(100.0, max_epochs=40, steps_per_epoch=10, schedule=schedule, log=lines.append,
+                            started=started, reserve_s=reserve_s)
     model = types.SimpleNamespace(stop_training=False)
     cb.set_model(model)
     cb.on_train_begin()
@@ -78,8 +89,7 @@ def test_budget_callback_moves_the_schedule_end_and_stops_on_plan(monkeypatch):
     while not model.stop_training:
         cb.on_epoch_end(epoch)
         epoch += 1
-    # after 2 epochs (20 s): 80 s left, minus half an epoch in hand -> 7 more: 9 epochs, 90 steps
-    assert epoch == 9 and cb.planned == 9 and cb.stopped
-    assert float(schedule.total_steps.numpy()) == 90.0
-    assert float(schedule(90)) == pytest.approx(ALPHA)
-    assert lines[-1].startswith("time budget 1.66667 min: 9 of 40 epochs fit (~10 s each)")
+    assert epoch == expected and cb.planned == expected and cb.stopped
+    assert float(schedule.total_steps.numpy()) == expected * 10.0
+    assert float(schedule(expected * 10)) == pytest.approx(ALPHA)
+    assert lines[-1].startswith(f"time budget 1.66667 min: {expected} of 40 epochs fit (~10 s each)")

@@ -59,25 +59,30 @@ def _classes():
             return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": float(self.total_steps.numpy())}
 
     class TimeBudget(keras.callbacks.Callback):
-        """Stops training within `budget_s` seconds of the first epoch's start, re-planning the schedule's end
-        (`schedule.total_steps`, if there is a schedule) after every epoch. `planned` and `stopped` tell the
-        outcome."""
+        """Stops training within `budget_s` seconds, re-planning the schedule's end (`schedule.total_steps`, if
+        there is a schedule) after every epoch. The clock starts at `started` (a time.perf_counter() value: the
+        command's start, so that loading and building count) or else at the first epoch's start, and
+        `reserve_s` of the budget is kept for the work after training (saving, the report). `planned` and
+        `stopped` tell the outcome."""
 
-        def __init__(self, budget_s: float, max_epochs: int, steps_per_epoch: int, schedule=None, log=print):
+        def __init__(self, budget_s: float, max_epochs: int, steps_per_epoch: int, schedule=None, log=print,
+                     started: float | None = None, reserve_s: float = 0.0):
             super().__init__()
             self.budget_s, self.max_epochs, self.steps_per_epoch = budget_s, max_epochs, steps_per_epoch
             self.schedule, self.log = schedule, log
+            self.given_start, self.reserve_s = started, reserve_s
             self.planned, self.stopped, self.epoch_times = max_epochs, False, []
 
         def on_train_begin(self, logs=None):
-            self.started = self.last = time.perf_counter()
+            self.last = time.perf_counter()
+            self.started = self.last if self.given_start is None else self.given_start
 
         def on_epoch_end(self, epoch, logs=None):
             now = time.perf_counter()
             self.epoch_times.append(now - self.last)
             self.last = now
             done = epoch + 1
-            planned = plan_epochs(done, now - self.started, self.epoch_times, self.budget_s, self.max_epochs)
+            planned = plan_epochs(done, now - self.started, self.epoch_times, self.budget_s - self.reserve_s, self.max_epochs)
             if planned != self.planned:
                 per_epoch = (sum(self.epoch_times[1:]) / (done - 1)) if done > 1 else self.epoch_times[0]
                 self.log(f"time budget {self.budget_s / 60:g} min: {planned} of {self.max_epochs} epochs fit "
@@ -96,5 +101,6 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int):
     return _classes()[0](peak, warmup_steps, total_steps)
 
 
-def time_budget(budget_s: float, max_epochs: int, steps_per_epoch: int, schedule=None, log=print):
-    return _classes()[1](budget_s, max_epochs, steps_per_epoch, schedule, log)
+def time_budget(budget_s: float, max_epochs: int, steps_per_epoch: int, schedule=None, log=print,
+                started: float | None = None, reserve_s: float = 0.0):
+    return _classes()[1](budget_s, max_epochs, steps_per_epoch, schedule, log, started, reserve_s)
