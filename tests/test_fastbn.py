@@ -71,7 +71,7 @@ def test_export_twin_is_the_plain_float32_model_with_the_trained_weights(policy,
     from fmnist_edge.train.fastbn import fused_batch_norm_class
     from fmnist_edge.train.models import create_model
     from fmnist_edge.train.devices import dtype_policy
-    from fmnist_edge.train.trainer import export_twin
+    from fmnist_edge.train.modelio import export_twin
 
     with dtype_policy(policy):
         twin = create_model("edgenet", fused_bn=True)

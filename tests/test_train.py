@@ -160,7 +160,7 @@ def _variants(img: np.ndarray, shift: int = 2) -> np.ndarray:
 @pytest.mark.parametrize("erase_prob", [0.0, 1.0])
 def test_batch_augmentation_flips_shifts_and_erases_each_image_on_its_own(fmnist, erase_prob):
     from fmnist_edge.quiet import tensorflow
-    from fmnist_edge.train.trainer import augment_batch
+    from fmnist_edge.train.pipeline import augment_batch
 
     tf = tensorflow()
     tf.random.set_seed(1)
@@ -190,10 +190,10 @@ def test_batch_augmentation_flips_shifts_and_erases_each_image_on_its_own(fmnist
 def test_input_pipeline_yields_every_image_once_without_the_autotune_thread(fmnist):
     """The training and validation pipelines run without tf.data's autotuning, and on one device Keras iterates
     them itself (TF's default strategy, no multi-device iterator): destroying an autotuned iterator (Keras makes
-    one per epoch) stalled training ~40 s per epoch on 2 cores (trainer.pipeline_options)."""
+    one per epoch) stalled training ~40 s per epoch on 2 cores (pipeline.pipeline_options)."""
     from fmnist_edge.quiet import tensorflow
     from fmnist_edge.train.devices import select_strategy
-    from fmnist_edge.train.trainer import make_dataset
+    from fmnist_edge.train.pipeline import make_dataset
 
     strategy, desc, _ = select_strategy("cpu", "float32")
     assert strategy is tensorflow().distribute.get_strategy() and desc.startswith("CPU")

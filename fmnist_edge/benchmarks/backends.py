@@ -82,7 +82,7 @@ class KerasBackend(Backend):
     """`model.predict`, as the seed reports call it (for reference: it pays Keras' per-call overhead)."""
 
     def load(self):
-        from ..train.trainer import load_keras
+        from ..train.modelio import load_keras
 
         self.model_path = _need(self.folder / "model.keras", "run `fmnist-edge train` first")
         self._model = load_keras(self.model_path)

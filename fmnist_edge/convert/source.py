@@ -168,7 +168,7 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
 
 
 def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metadata: dict) -> Source:
-    from ..train.trainer import load_keras
+    from ..train.modelio import load_keras
 
     tf = tensorflow()
     keras = _keras()

@@ -1,8 +1,7 @@
-"""Where training runs: TensorFlow's distribution strategy for the devices (and workers) there are, the Keras
-dtype policy for the training precision, and what the workers of a multi-worker run have to agree on.
+"""Where training runs: the distribution strategy for this machine's devices (or a TF_CONFIG cluster), with its compute precision.
 
 - One device (a CPU, or one GPU): TF's default strategy. Keras then iterates our dataset itself (see
-  trainer.pipeline_options for why not OneDeviceStrategy).
+  pipeline.pipeline_options for why not OneDeviceStrategy).
 - Several GPUs: `MirroredStrategy`.
 - `TF_CONFIG` set: `MultiWorkerMirroredStrategy`, for a cluster of one worker only, because Keras 3's `fit` fails
   across several (see _multi_worker).
@@ -26,7 +25,7 @@ def select_strategy(device: str, precision: str = "auto"):
     """TensorFlow's own distribution: MultiWorker with TF_CONFIG, Mirrored on >1 GPU, and on one device TF's
     default strategy (no distribution layer: Keras then iterates the dataset itself; OneDeviceStrategy
     wraps it in a multi-device iterator whose tf.data autotune thread stalled every other epoch, see
-    trainer.pipeline_options).
+    pipeline.pipeline_options).
 
     Returns (strategy, description, Keras dtype policy name) with `precision` resolved for that device.
     """

@@ -143,7 +143,7 @@ def evaluate_artifacts(folder, data_dir=None, test_limit: int | None = None, log
 
     from ..atomic import atomic_dir
     from ..errors import ModelFileError
-    from .trainer import load_keras
+    from .modelio import load_keras
 
     folder = Path(folder)
     meta_path = folder / "metadata.json"

@@ -1,4 +1,4 @@
-"""Keras training: device strategy, input pipeline with augmentation, callbacks, and the saved artifact folder."""
+"""Keras training: fit a registry model under its device strategy, then write one artifact folder atomically."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from ..quiet import keras as _keras
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
 from .devices import describe_strategy, dtype_policy, select_strategy
+from .modelio import export_twin, save_model
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
+from .pipeline import make_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras warns that HDF5 is legacy (we write it on purpose, as the seeds do) and about shuffle with tf.data.
@@ -26,100 +28,6 @@ warnings.filterwarnings("ignore", message=r".*(HDF5 file|legacy|`shuffle=True` w
 logging.getLogger("absl").setLevel(logging.ERROR)
 
 ARTIFACT_MARKER = "metadata.json"
-
-
-def _tf():
-    from ..quiet import tensorflow
-
-    return tensorflow()
-
-
-# ----------------------------------------------------------------------------- the saved model
-
-
-def export_twin(model, arch: str):
-    """The trained model (fused batch norm, maybe mixed precision) -> the plain float32 Keras model we save,
-    with the same weights."""
-    with dtype_policy("float32"):
-        plain = create_model(arch)
-    plain.set_weights(model.get_weights())
-    return plain
-
-
-# ----------------------------------------------------------------------------- input pipeline
-
-
-def augment_batch(tf, images, erase_prob: float, shift: int = 2):
-    """(B, 28, 28, 1) float32 -> per-image random horizontal flip, shift of up to `shift` px (zero fill) and,
-    with probability `erase_prob`, random erasing of a rectangle of 2..10% of the area (aspect 0.3..3.3).
-
-    Vectorised over the batch: on a 2-core CPU the per-image version (a tf.data map per example) cost
-    ~30% of the training step; this one is a handful of batched ops.
-    """
-    b = tf.shape(images)[0]
-    size = 28
-    flip = tf.random.uniform([b, 1, 1, 1]) < 0.5
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
-    grid = tf.range(size)[None, :]
-    rows = tf.random.uniform([b, 1], 0, 2 * shift + 1, dtype=tf.int32) + grid  # (B, 28)
-    cols = tf.random.uniform([b, 1], 0, 2 * shift + 1, dtype=tf.int32) + grid
-    images = tf.gather(padded, rows, axis=1, batch_dims=1)
-    images = tf.gather(images, cols, axis=2, batch_dims=1)
-    area = tf.random.uniform([b], 0.02, 0.10) * float(size * size)
-    aspect = tf.exp(tf.random.uniform([b], np.log(0.3), np.log(3.3)))
-    h = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32), 1, size - 1)
-    w = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32), 1, size - 1)
-    top = tf.cast(tf.random.uniform([b]) * tf.cast(size - h + 1, tf.float32), tf.int32)
-    left = tf.cast(tf.random.uniform([b]) * tf.cast(size - w + 1, tf.float32), tf.int32)
-    r, c = tf.range(size)[None, :, None], tf.range(size)[None, None, :]
-    box = ((r >= top[:, None, None]) & (r < (top + h)[:, None, None])
-           & (c >= left[:, None, None]) & (c < (left + w)[:, None, None]))
-    erase = box & (tf.random.uniform([b, 1, 1]) < erase_prob)
-    return tf.where(erase[..., None], tf.zeros_like(images), images)
-
-
-# Fixed parallelism instead of tf.data's autotuning: the batched augmentation is a few cheap ops per batch (~3% of
-# a CPU training step), so 2 workers and 4 batches ahead keep the model fed on the 2-core CPU (a fast GPU may
-# want more workers: not measured, no GPU lent so far).
-PIPELINE_WORKERS = 2
-PREFETCH_BATCHES = 4
-
-
-def pipeline_options(tf):
-    """tf.data options without the autotuning thread. Keras makes a new iterator per epoch (training) and per
-    validation pass; destroying one waits for its autotune thread (Model::OptimizeLoop) to wake from its sleep.
-    On the 2-core CPU that stalled training with every core idle for ~40 s after half the epochs: 80 s epochs
-    instead of 40 (seen with gdb: the main thread in ~RootDataset::Iterator, waiting on that thread). These
-    options reach the iterator only when Keras iterates the dataset itself: hence TF's default strategy on one
-    device (select_strategy); a OneDeviceStrategy's multi-device iterator built its own autotuned pipeline."""
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    # Multi-worker: every worker builds the same pipeline (same seed) and keeps its share of the batches; the
-    # default (by file, then by data with a warning) has no files to shard here.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options
-
-
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, augment: bool, seed: int,
-                 erase_prob: float = 0.5):
-    """uint8 (N, 28, 28) + labels -> batches of ((B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10))."""
-    tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-
-    def prep(img, label):
-        img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
-        if training and augment:
-            img = augment_batch(tf, img, erase_prob)
-        return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
-
-    ds = ds.batch(batch_size).map(prep, num_parallel_calls=PIPELINE_WORKERS)
-    return ds.prefetch(PREFETCH_BATCHES).with_options(pipeline_options(tf))
-
-
-# ----------------------------------------------------------------------------- training
 
 
 def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
@@ -256,34 +164,3 @@ def _stopped_by(cfg: TrainConfig, budget, early) -> str:
     if early.stopped_epoch:
         return f"early stopping (validation loss, patience {cfg.patience})"
     return f"epochs ({cfg.epochs})"
-
-
-def save_model(model, folder: Path) -> None:
-    """model.keras, model.h5 (legacy HDF5) and saved_model/ (serving signature on float32 [N, 28, 28, 1])."""
-    tf, keras = _tf(), _keras()
-    model.save(folder / "model.keras")
-    model.save(folder / "model.h5")
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serve",  # also written as serving_default
-        fn=lambda image: {OUTPUT_NAME: model(image, training=False)},
-        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)],
-    )
-    archive.write_out(str(folder / "saved_model"), verbose=False)
-
-
-def load_keras(path: str | os.PathLike):
-    """Load a .keras or .h5 file in Keras' safe mode (no code from the file runs)."""
-    from ..errors import ModelFileError
-
-    keras = _keras()
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file; train one with `fmnist-edge train` or pass a .keras/.h5 file")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: cannot load as a Keras model ({msg[:200]})") from None
-
