@@ -1,5 +1,6 @@
 """Facts about the host CPU that training and timings depend on.
 
+- `cpu_model()`: the CPU's name, recorded with training runs and benchmark results.
 - `cpu_flags()` / `cpu_has_bf16()`: whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16),
   which decides the default training precision on a CPU.
 - Steal: how much CPU time the hypervisor took from this VM (Linux "steal"). On a shared cloud host a 2-core VM
@@ -11,21 +12,35 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty off Linux)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty off Linux)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty off Linux)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name ("Intel(R) Xeon(R) Platinum 8480+", "AMD EPYC"), else the architecture."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_has_bf16() -> bool:

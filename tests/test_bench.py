@@ -9,6 +9,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from fmnist_edge import host
 from fmnist_edge.benchmarks.bench import BenchConfig, ratios
 from fmnist_edge.benchmarks.loop import timed_loop
 from fmnist_edge.cli import cli
@@ -57,6 +58,7 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     result = json.loads((out / "bench.json").read_text())
     assert set(result) >= {"machine", "config", "results", "ratios"}
     assert result["machine"]["usable_cores"] >= 1 and "openvino" in result["machine"]["versions"]
+    assert result["machine"]["cpu"] == host.cpu_model() and set(result["machine"]["isa"]) <= host.cpu_flags()
     rows = result["results"]
     for r in rows:
         assert ROW_KEYS <= set(r)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fmnist_edge import atomic, data
+from fmnist_edge import atomic, data, host
 from fmnist_edge.cli import cli
 from fmnist_edge.errors import ArtifactError
 
@@ -32,6 +32,7 @@ def test_metadata_records_what_users_need(tiny_artifacts):
     assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["input"]["layout"] == "NHWC"
     assert "255" in meta["input"]["preprocessing"]
     assert meta["device"].startswith("CPU") and meta["device"].endswith(meta["precision"])
+    assert host.cpu_model() in meta["device"]  # which CPU trained: figures differ from host to host
     assert meta["precision"] in ("float32", "mixed_bfloat16")  # training compute; the saved model is float32
     assert {"tensorflow", "keras", "numpy"} <= set(meta["versions"])
     assert meta["config"]["epochs"] == 2 and meta["epochs_run"] == 2 and meta["stopped_by"] == "epochs (2)"

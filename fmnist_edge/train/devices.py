@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from contextlib import contextmanager
 
 from ..errors import ConfigError
-from ..host import cpu_flags, cpu_has_bf16
+from ..host import cpu_flags, cpu_has_bf16, cpu_model
 from ..quiet import keras as _keras
 from ..quiet import quiet
 from ..quiet import tensorflow as _tf
@@ -51,8 +50,8 @@ def select_strategy(device: str, precision: str = "auto"):
     else:
         strategy = tf.distribute.get_strategy()
         onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-        amx = ", AMX" if "amx_bf16" in cpu_flags() else ""
-        desc = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'}{amx})"
+        bf16 = ", AMX" if "amx_bf16" in cpu_flags() else ", AVX512-BF16" if cpu_has_bf16() else ""
+        desc = f"CPU ({cpu_model()}, {os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'}{bf16})"
     return strategy, f"{desc}, {policy}", policy
 
 
