@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, log=print, strategy=None) -> dict:
             hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
         wall = time.perf_counter() - t0
         history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "learning_rate"}
-        stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if steal.seconds else ""
+        stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if (steal.seconds or 0) >= 1 else ""
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
         model = export_twin(model, cfg.arch)
