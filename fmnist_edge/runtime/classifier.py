@@ -6,7 +6,8 @@ import collections
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -209,8 +210,9 @@ class Classifier:
     def predict_proba(self, images, batch_size: int = 64) -> np.ndarray:
         """Class probabilities float32 (N, 10) for a sequence of images or an (N, H, W[, C]) array.
 
-        On a classifier loaded with hint="throughput" the batches run through OpenVINO's streams in
-        parallel (an AsyncInferQueue, one request per stream); otherwise one after another."""
+        Photos (encoded bytes, paths, PIL images, frames) are decoded and preprocessed on every core at once,
+        in input order. On a classifier loaded with hint="throughput" the batches run through OpenVINO's
+        streams in parallel (an AsyncInferQueue, one request per stream); otherwise one after another."""
         items = _as_items(images)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -220,6 +222,7 @@ class Classifier:
             and images.shape[3:] in ((), (1,))  # a dataset-form stack: no per-image work at all
 
         def chunks():
+            prepared = None if stacked else self._prepared(items)
             for start in range(0, len(items), batch_size):
                 n = min(batch_size, len(items) - start)
                 if stacked:
@@ -227,7 +230,7 @@ class Classifier:
                 else:
                     x = np.empty((n, SIZE, SIZE, 1), np.float32)
                     for j in range(n):
-                        _write(self._prepare_item(items[start + j], start + j), x[j, :, :, 0])
+                        _write(_unwrap(next(prepared)), x[j, :, :, 0])
                 if n < batch_size:  # a short last batch is padded: a request keeps one shape (see __init__)
                     x = np.concatenate([x, np.zeros((batch_size - n, SIZE, SIZE, 1), np.float32)])
                 yield x, (start, n)
@@ -239,15 +242,7 @@ class Classifier:
                 out[start : start + n] = probs[:n]
             return out
         for x, (start, n) in chunks():
-            try:
-                request = self._batch_free.pop()
-            except IndexError:
-                request = batched.create_infer_request()
-            try:
-                request.infer({0: x}, share_inputs=True, share_outputs=True)
-                out[start : start + n] = request.get_output_tensor(0).data[:n]
-            finally:
-                self._batch_free.append(request)
+            out[start : start + n] = self._infer_batch(batched, x)[:n]
         return out
 
     def predict_batch(self, images, top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
@@ -256,6 +251,48 @@ class Classifier:
         A bad item raises its InputImageError subclass with `index` set and named in the message."""
         _check_top_k(top_k)
         return [self._prediction(row, top_k) for row in self.predict_proba(images, batch_size)]
+
+    def predict_iter(self, images: Iterable, top_k: int = 3, batch_size: int = 16,
+                     errors: str = "raise") -> Iterator[Prediction | InputImageError]:
+        """Classify an iterable of images (e.g. the files of a folder) as a stream, in input order.
+
+        Images are decoded and preprocessed on every core while earlier ones are classified in batches of
+        `batch_size`; results are yielded as soon as their batch is done. errors="return" yields a bad
+        item's InputImageError (with `index` set) in its place and goes on; errors="raise" raises it."""
+        _check_top_k(top_k)
+        if errors not in ("raise", "return"):
+            raise ConfigError(f"errors must be 'raise' or 'return', got {errors!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batched = self._batches()
+        batch_size = min(batch_size, _batch_limit(batched) or batch_size)
+        x = np.zeros((batch_size, SIZE, SIZE, 1), np.float32)
+        pending: list[InputImageError | int] = []  # an error, or the row of x that holds the image
+        rows = 0
+
+        def flush():
+            probs = self._infer_batch(batched, x) if rows else None
+            for item in pending:
+                if isinstance(item, InputImageError):
+                    yield item
+                else:
+                    yield self._prediction(probs[item], top_k)
+
+        for result in self._prepared(_iter_items(images)):
+            if isinstance(result, InputImageError):
+                if errors == "raise":
+                    raise result
+                pending.append(result)
+                continue
+            _write(result, x[rows, :, :, 0])
+            pending.append(rows)
+            rows += 1
+            if rows == batch_size:
+                yield from flush()
+                pending, rows = [], 0
+        if pending:
+            x[rows:] = 0.0
+            yield from flush()
 
     def predict_async(self, images: Iterable, top_k: int = 3, jobs: int | None = None) -> list[Prediction]:
         """Classify an iterable of images through OpenVINO's AsyncInferQueue: preprocessing of the next image
@@ -316,6 +353,45 @@ class Classifier:
             raise failures[0]
         return [(key, probs) for key, probs in results]
 
+    def _infer_batch(self, batched: ov.CompiledModel, x: np.ndarray) -> np.ndarray:
+        """One (n, 28, 28, 1) batch on a pooled request of the batch model -> a copy of its (n, 10) output."""
+        try:
+            request = self._batch_free.pop()
+        except IndexError:
+            request = batched.create_infer_request()
+        try:
+            request.infer({0: x}, share_inputs=True, share_outputs=True)
+            return request.get_output_tensor(0).data.copy()
+        finally:
+            self._batch_free.append(request)
+
+    def _prepared(self, items: Iterable) -> Iterator[np.ndarray | InputImageError]:
+        """Dataset-form pixels of each item, in input order, prepared on a thread pool a few items ahead
+        (decoding releases the GIL); a bad item gives its InputImageError in its place."""
+        pool = _workers()
+        window: collections.deque = collections.deque()
+        depth = 4 * pool._max_workers
+        try:
+            for i, item in enumerate(items):
+                if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.shape == (SIZE, SIZE):
+                    window.append(item)  # dataset form: nothing to do, no thread hop
+                else:
+                    window.append(pool.submit(self._prepare_or_error, item, i))
+                if len(window) >= depth:
+                    yield _result(window.popleft())
+            while window:
+                yield _result(window.popleft())
+        finally:
+            for f in window:  # the consumer stopped early: do not decode what nobody will read
+                if not isinstance(f, np.ndarray):
+                    f.cancel()
+
+    def _prepare_or_error(self, image, index: int) -> np.ndarray | InputImageError:
+        try:
+            return self._prepare_item(image, index)
+        except InputImageError as exc:
+            return exc
+
     def _borrow(self) -> _Slot:
         try:
             return self._free.pop()
@@ -339,6 +415,31 @@ class Classifier:
         order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:top_k]  # stable: ties keep class order
         best = order[0]
         return Prediction(names[best], best, p[best], tuple([(names[j], p[j]) for j in order]))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    """One thread per usable core, shared by every Classifier of the process, started on first use."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+                _pool = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="fmnist-prep")
+    return _pool
+
+
+def _result(item) -> np.ndarray | InputImageError:
+    return item if isinstance(item, np.ndarray) else item.result()
+
+
+def _unwrap(result: np.ndarray | InputImageError) -> np.ndarray:
+    if isinstance(result, InputImageError):
+        raise result
+    return result
 
 
 def _write(pixels: np.ndarray, out: np.ndarray) -> None:

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import (
     FmnistEdgeError,
@@ -36,6 +36,7 @@ from ..errors import (
 FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MAX_PIXELS = 64_000_000  # 64 MP: more than any kiosk camera, far less than a decompression bomb
+MAX_FILE_BYTES = 256 * 2**20  # an image file larger than this is not read into memory at all
 DRAFT_SIZE = (512, 512)  # JPEGs are decoded at 1/2..1/8 scale when that still leaves this much
 
 ACCEPTED = (
@@ -149,22 +150,8 @@ def from_pil(im: Image.Image) -> np.ndarray:
 
 def read_file(path: str | os.PathLike) -> np.ndarray:
     """Decode a PNG, JPEG, BMP or WebP file; a missing, empty, truncated or non-image file is a clear error."""
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise ImageNotFoundError(f"{p} is a folder, not an image file")
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise ImageNotFoundError(f"{p}: no such image file") from None
-    except OSError as exc:
-        raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ImageDecodeError(f"{p} is an empty file (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
-    try:
-        with open(p, "rb") as f:
-            return _decode(f, str(p))
-    except PermissionError as exc:
-        raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    data, what = _file_bytes(path)
+    return _decode(io.BytesIO(data), what)
 
 
 def read_bytes(data: bytes) -> np.ndarray:
@@ -174,7 +161,27 @@ def read_bytes(data: bytes) -> np.ndarray:
     return _decode(io.BytesIO(data), f"{len(data)} bytes")
 
 
-def _decode(fp, what: str) -> np.ndarray:
+def _file_bytes(path: str | os.PathLike) -> tuple[bytes, str]:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ImageNotFoundError(f"{p} is a folder, not an image file")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageSizeError(f"{p} is {size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB an image "
+                                 "file may have here; downscale or recompress it first")
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"{p}: no such image file") from None
+    except OSError as exc:
+        raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageDecodeError(f"{p} is an empty file (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
+    return data, str(p)
+
+
+def _open(fp, what: str) -> Image.Image:
+    """Open (header only) and size-check an encoded image."""
     try:
         im = Image.open(fp, formats=FORMATS)
     except UnidentifiedImageError:
@@ -183,24 +190,122 @@ def _decode(fp, what: str) -> np.ndarray:
         raise ImageSizeError(f"{what}: image is larger than the decompression-bomb limit; downscale it first") from None
     except Exception as exc:  # noqa: BLE001 - a malformed header can raise nearly anything
         raise ImageDecodeError(f"{what}: cannot decode ({_reason(exc)}); the data is truncated, corrupt or not an image") from None
-    with im:
+    try:
         _check_size(im.width, im.height, f"{what}: {im.format}")
+    except ImageSizeError:
+        im.close()
+        raise
+    return im
+
+
+def _load(im: Image.Image, what: str) -> None:
+    try:
+        im.load()
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
+        raise ImageDecodeError(
+            f"{what}: {im.format} image cannot be decoded ({_reason(exc)}); the file is truncated or corrupt"
+        ) from None
+
+
+def _orientation(im: Image.Image) -> Image.Transpose | None:
+    """The transpose that turns a phone photo upright, from its EXIF orientation (None: already upright)."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF: the pixels are still good
+        return None
+    return _TRANSPOSE.get(value)
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _decode(fp, what: str) -> np.ndarray:
+    with _open(fp, what) as im:
+        if im.format == "JPEG":
+            im.draft("RGB" if im.mode == "RGB" else None, DRAFT_SIZE)
+        _load(im, what)
+        turn = _orientation(im)
+        upright = im.transpose(turn) if turn is not None else im
         try:
-            if im.format == "JPEG":
-                im.draft("RGB" if im.mode == "RGB" else None, DRAFT_SIZE)
-            im.load()
-        except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
-            raise ImageDecodeError(
-                f"{what}: {im.format} image cannot be decoded ({_reason(exc)}); the file is truncated or corrupt"
-            ) from None
-        try:
-            im = ImageOps.exif_transpose(im)  # phone photos: turn them upright
-        except Exception:  # noqa: BLE001 - broken EXIF: the pixels are still good
-            pass
-        try:
-            return from_pil(im)
+            return from_pil(upright)
         except FmnistEdgeError as exc:
             raise type(exc)(f"{what}: {exc}") from None
+
+
+class Source:
+    """One image, read as 8-bit gray (a PIL "L" image, upright) at 1/1, 1/2, 1/4 or 1/8 of its size.
+
+    A JPEG is decoded straight at the asked scale and in gray from its DCT coefficients (libjpeg's scaled
+    IDCT, Pillow's `draft`): the cheapest way to a small picture, and each scale is decoded only if asked
+    for. Every other input is read once in full, turned to gray, and box-reduced. `size` is (W, H) upright;
+    `dataset_form` is the (28, 28) array of a single-channel 28x28 input, which needs no preprocessing.
+    """
+
+    SCALES = (8, 4, 2, 1)
+
+    def __init__(self, image):
+        self._levels: dict[int, Image.Image] = {}
+        self._jpeg: bytes | None = None
+        self.dataset_form: np.ndarray | None = None
+        self.what = "image"
+        if isinstance(image, (str, os.PathLike)):
+            data, self.what = _file_bytes(image)
+        elif isinstance(image, (bytes, bytearray, memoryview)):
+            data = bytes(image)
+            if not data:
+                raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
+            self.what = f"{len(data)} bytes"
+        else:
+            self._set_full(to_array(image))
+            return
+        with _open(io.BytesIO(data), self.what) as im:
+            if im.format == "JPEG" and im.mode in ("L", "RGB") and len(im.tile) == 1:
+                self._jpeg = data
+                turn = _orientation(im)
+                w, h = im.size
+                self.size = (h, w) if turn in _SWAPS else (w, h)
+                self._turn = turn
+                if self.size == (28, 28) and im.mode == "L":
+                    self.dataset_form = np.asarray(self.gray(1))
+                return
+        self._set_full(_decode(io.BytesIO(data), self.what))
+
+    def _set_full(self, a: np.ndarray) -> None:
+        if a.ndim == 2 and a.shape == (28, 28):
+            self.dataset_form = a  # uint8, or float32 in [0, 1] kept unrounded
+        if a.dtype != np.uint8:
+            a = np.rint(a * 255.0).astype(np.uint8)
+        im = Image.fromarray(a)
+        self._levels[1] = im if im.mode == "L" else im.convert("L")
+        self.size = im.size
+
+    def scale_for(self, short_side: int) -> int:
+        """The coarsest scale that leaves at least `short_side` pixels on the short side (1 if none does)."""
+        return next((s for s in self.SCALES if min(self.size) // s >= short_side), 1)
+
+    def gray(self, scale: int) -> Image.Image:
+        """The image as gray "L" at 1/`scale` of its size (rounded up), upright."""
+        if scale in self._levels:
+            return self._levels[scale]
+        if self._jpeg is None:
+            full = self._levels[1]
+            im = full.reduce(scale) if scale > 1 else full
+        else:
+            with _open(io.BytesIO(self._jpeg), self.what) as raw:
+                w, h = raw.size
+                raw.draft("L", ((w + scale - 1) // scale, (h + scale - 1) // scale) if scale > 1 else None)
+                _load(raw, self.what)
+                im = raw if raw.mode == "L" else raw.convert("L")
+                if raw.size != ((w + scale - 1) // scale, (h + scale - 1) // scale):  # libjpeg scales by 1/8 steps only
+                    im = im.resize(((w + scale - 1) // scale, (h + scale - 1) // scale), Image.Resampling.BOX)
+                im = im.transpose(self._turn) if self._turn is not None else im.copy()
+        self._levels[scale] = im
+        return im
+
+
+_SWAPS = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE)
 
 
 def _what_is_it(fp) -> str:

@@ -1,31 +1,55 @@
-"""Fashion-MNIST preprocessing: a product photo becomes a 28x28 dataset-form image the way the data set was made.
+"""Fashion-MNIST preprocessing: a photo of a garment becomes a 28x28 dataset-form image the way the data set was made.
 
 Xiao, Rasul and Vollgraf (2017) made Fashion-MNIST from product photos on a light background by: trimming
 the edges close to the corner colour (within 5% of the maximum intensity), resizing the longest edge to 28
 by subsampling, sharpening (Gaussian, radius and sigma 1.0), extending the short edge to 28 with the image
-centred, negating, and converting to 8-bit grayscale. `to_dataset_form` does the same, with two changes:
-grayscale conversion moves before the resize (it commutes with every step up to rounding), and the
-subsampling averages each source box (PIL's BOX filter) instead of picking one pixel, so that camera noise
-does not alias; on upscaled test images both keep the model's prediction equally often (about 90%).
-Polarity is detected from the corners: a picture whose background is dark already has the data set's
-polarity and is not negated.
+centred, negating, and converting to 8-bit grayscale (the data set's darkest garment pixel is 254-255 in
+99% of its images, so that step also stretched the contrast). `to_dataset_form` keeps those steps and makes
+them hold for camera frames, which the paper's studio photos never were:
 
-Dataset form -- a single-channel 28x28 array or image -- passes through unchanged.
-`to_model_input` is the one place where dataset form becomes the model input, for the runtime, the
-converter's checks and the benchmarks alike.
+- **Gray first, small first.** Every step works on 8-bit gray (it commutes with the paper's steps up to
+  rounding). The garment is found on a small copy (short side 120-240 px: a JPEG is decoded straight at
+  1/2..1/8 scale from its DCT, see `decode.Source`), and the 28-px image is averaged (box filter, not the
+  paper's point subsampling, so sensor noise does not alias) from the coarsest scale that still leaves
+  56 px on the garment's long side. A 12 MP JPEG is never decoded at full size.
+- **Background from the frame's border, not its corners.** A quadratic light surface is fitted robustly to
+  a band around the border (outliers such as a garment touching the edge are refitted away), so a gradient
+  and vignetting are modelled instead of being read as garment; dividing by it (flat-field correction) makes
+  a grey, beige or colour-cast background white, as the paper's was.
+- **A threshold from the background's own statistics.** A pixel is garment when it is darker than the
+  background by more than the paper's 5% or four times the border's noise, whichever is larger: single
+  noisy pixels no longer reach the threshold.
+- **The largest connected object.** The trim box is that of the largest 8-connected object (parts a pixel
+  apart count as one), so a speck of noise or dirt elsewhere in the frame does not widen it to the frame.
+- **Contrast.** After the flat-field correction the garment's darkness is stretched so that its darkest
+  pixel is 255, as in the data set, so exposure and a dark-on-light versus light-on-dark shot matter less.
+
+Polarity comes from the border: a frame whose background is dark already has the data set's polarity and
+is inverted first, so the rest works on a light background. Dataset form -- a single-channel 28x28 input --
+passes through unchanged. `to_model_input` is the one place where dataset form becomes the model input, for
+the runtime, the converter's checks and the benchmarks alike.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from .. import data
 from ..errors import ConfigError, ImageShapeError, ImageTypeError, ImageValueError
-from .decode import to_array
+from .decode import Source
 
 SIZE = 28
-TRIM_TOLERANCE = 0.05 * 255  # "within 5% of the maximum possible intensity"
+TRIM = 0.05  # "within 5% of the maximum possible intensity", as a fraction of the background's brightness
+NOISE_SIGMAS = 4.0  # the garment threshold is at least this many noise sigmas of the border
+DETECT_SIDE = 120  # short side of the copy the garment is found on: 120..239 px
+GARMENT_SIDE = 56  # the 28-px image is averaged from at least this many pixels on the garment's long side
+# A frame needs no more than this on its short side: a garment filling 30% of it still has GARMENT_SIDE px, and
+# the garment is found on DETECT_SIDE..2*DETECT_SIDE px. The kiosk page scales frames down to it before upload.
+FRAME_SHORT_SIDE = 240
+BORDER = 0.05  # width of the border band the background is fitted to, as a fraction of the short side
 POLARITIES = ("auto", "photo", "dataset")
 _SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)
 
@@ -33,7 +57,7 @@ _SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)
 def to_dataset_form(image, polarity: str = "auto") -> np.ndarray:
     """Any accepted image -> dataset form: uint8 (28, 28), bright garment on black.
 
-    polarity: "auto" (negate when the corners are light), "photo" (always negate: dark garment on light
+    polarity: "auto" (negate when the border is light), "photo" (always negate: dark garment on light
     background) or "dataset" (never negate: bright garment on dark background). Dataset form -- a
     single-channel 28x28 input -- is returned unchanged whatever the polarity (float input as uint8).
     """
@@ -43,47 +67,182 @@ def to_dataset_form(image, polarity: str = "auto") -> np.ndarray:
 
 def prepare(image, polarity: str = "auto") -> np.ndarray:
     """Like `to_dataset_form`, but float dataset-form input stays float32 in [0, 1] (no 8-bit rounding)."""
-    a = to_array(image)
-    if a.ndim == 2 and a.shape == (SIZE, SIZE):
-        return a
-    return photo_to_dataset(a, polarity)
+    if isinstance(image, np.ndarray) and image.shape == (SIZE, SIZE) and image.dtype == np.uint8:
+        return image  # the hot path: dataset form
+    if polarity not in POLARITIES:
+        raise ConfigError(f"unknown polarity {polarity!r}; choose one of {', '.join(POLARITIES)}")
+    src = Source(image)
+    if src.dataset_form is not None:
+        return src.dataset_form
+    return from_source(src, polarity)
 
 
 def photo_to_dataset(a: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """The Xiao et al. pipeline on a validated uint8/float32 (H, W) or (H, W, 3) array -> uint8 (28, 28)."""
+    """The pipeline on a validated uint8/float32 (H, W) or (H, W, 3) array -> uint8 (28, 28), even for 28x28 input."""
     if polarity not in POLARITIES:
         raise ConfigError(f"unknown polarity {polarity!r}; choose one of {', '.join(POLARITIES)}")
-    if a.dtype != np.uint8:
-        a = np.rint(a * 255.0).astype(np.uint8)
-    h, w = a.shape[:2]
-    corners = np.stack([a[0, 0], a[0, w - 1], a[h - 1, 0], a[h - 1, w - 1]]).astype(np.float32)
-    background = np.median(corners, axis=0)
-    if polarity == "dataset" or (polarity == "auto" and float(np.mean(background)) < 128.0):
-        a, background = 255 - a, 255.0 - background  # work on a light background, as the paper did
+    src = Source(a)
+    return from_source(src, polarity)
 
-    # 1. trim the edges close to the background (corner) colour
-    diff = np.abs(a.astype(np.float32) - background)
-    mask = (diff.max(axis=2) if diff.ndim == 3 else diff) > TRIM_TOLERANCE
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+
+def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
+    """A decoded-on-demand image (`decode.Source`) -> uint8 (28, 28) dataset form."""
+    # 1. find the garment on a small copy
+    scale = src.scale_for(DETECT_SIDE)
+    small = src.gray(scale)
+    k = max(1, min(small.size) // DETECT_SIDE)
+    det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 120..239 px short side
+    h, w = det.shape
+    take, A = _design(h, w)
+    band = det.ravel()[take]  # a sample of the border band
+    level = float(np.partition(band, len(band) // 2)[len(band) // 2])  # the band's median
+    invert = polarity == "dataset" or (polarity == "auto" and level < 128.0)
+    if invert:  # work on a light background, as the paper did
+        det, band, level = 255.0 - det, 255.0 - band, 255.0 - level
+    coef, noise = _background(band, A, level)
+    gx, gy = _grid(w, h)
+    dark = 1.0 - det / np.maximum(_surface(coef, gx, gy), 1.0)
+    box = _largest_object(dark > max(TRIM, NOISE_SIGMAS * noise))
+    if box is None:
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
-    a = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    r0, r1, c0, c1 = box
+    x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
 
-    # 2. 8-bit grayscale, resize the longest edge to 28 (box-averaged subsampling)
-    im = Image.fromarray(a)
-    if im.mode != "L":
-        im = im.convert("L")
-    h, w = a.shape[:2]
-    scale = SIZE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size != (w, h):
-        im = im.resize(size, Image.Resampling.BOX)
+    # 2. crop at the coarsest scale that leaves GARMENT_SIDE px on the garment, resize its longest edge to 28
+    W, H = src.size
+    long_side = max((x1 - x0) * W, (y1 - y0) * H)
+    fine = next((s for s in Source.SCALES if s <= scale and long_side / s >= GARMENT_SIDE), 1)
+    im = src.gray(fine)
+    iw, ih = im.size
+    box_px = (int(x0 * iw), int(y0 * ih), max(int(x0 * iw) + 1, -int(-x1 * iw)), max(int(y0 * ih) + 1, -int(-y1 * ih)))
+    crop = im.crop(box_px)
+    cw, ch = crop.size
+    f = SIZE / max(cw, ch)
+    size = (max(1, round(cw * f)), max(1, round(ch * f)))
+    a = np.asarray(crop.resize(size, Image.Resampling.BOX) if size != (cw, ch) else crop, np.float32)
+    if invert:
+        a = 255.0 - a
 
-    # 3. sharpen, 4. pad the short edge to 28 centred on the background, 5. negate
-    im = im.filter(_SHARPEN)
+    # 3. flat-field: divide by the background's light where each output pixel's box sits; stretch the contrast
+    px = (box_px[0] + (np.arange(size[0], dtype=np.float32) + 0.5) * (cw / size[0])) / iw
+    py = (box_px[1] + (np.arange(size[1], dtype=np.float32) + 0.5) * (ch / size[1])) / ih
+    garment = np.clip(1.0 - a / np.maximum(_surface(coef, px[None, :], py[:, None]), 1.0), 0.0, 1.0)
+    top = float(garment.max())
+    if top > 0.0:
+        garment *= 1.0 / top
+    photo = Image.fromarray(np.rint(255.0 - 255.0 * garment).astype(np.uint8), "L")
+
+    # 4. sharpen, 5. pad the short edge to 28 centred on the (white) background, 6. negate
+    photo = photo.filter(_SHARPEN)
     canvas = Image.new("L", (SIZE, SIZE), 255)
-    canvas.paste(im, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
+    canvas.paste(photo, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
     return 255 - np.asarray(canvas)
+
+
+def _band_width(h: int, w: int) -> int:
+    return max(1, min(int(round(BORDER * min(h, w))), (min(h, w) - 1) // 2 or 1))
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres as fractions of the frame: x (1, w) and y (h, 1) float32."""
+    return ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :], ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]
+
+
+@functools.lru_cache(maxsize=16)
+def _design(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every other pixel of the border band, as flat indices into an (h, w) image, and the quadratic surface's
+    terms (1, x, y, x^2, y^2, xy) at each of them: float32 (n, 6)."""
+    b = _band_width(h, w)
+    inside = np.zeros((h, w), bool)
+    inside[b : h - b, b : w - b] = True
+    yy, xx = np.mgrid[0:h, 0:w]
+    sample = ~inside & ((yy + xx) % 2 == 0)
+    take = np.flatnonzero(sample)
+    gx, gy = _grid(w, h)
+    x, y = np.broadcast_to(gx, (h, w)).ravel()[take], np.broadcast_to(gy, (h, w)).ravel()[take]
+    return take, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1).astype(np.float32)
+
+
+def _surface(coef: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    c = coef.astype(np.float32)
+    return c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y
+
+
+def _background(values: np.ndarray, A: np.ndarray, level: float) -> tuple[np.ndarray, float]:
+    """Robust quadratic fit of the light over the border band -> (6 coefficients, noise sigma / background).
+
+    Least squares over the band, then twice again without the pixels more than 3 sigma off the fit (a
+    garment that touches the border, a shadow); sigma from the kept residuals' mean absolute value."""
+    flat = np.array([level, 0, 0, 0, 0, 0], np.float64)
+    if len(values) < 24:  # too small for a surface: a flat background at the band's median
+        return flat, 1.2533 * float(np.mean(np.abs(values - level))) / max(level, 1.0)
+    weights = np.ones(len(values), np.float32)
+    coef, sigma = flat, 0.0
+    for _ in range(3):
+        Aw = A * weights[:, None]
+        try:
+            coef = np.linalg.solve((Aw.T @ A).astype(np.float64), (Aw.T @ values).astype(np.float64))
+        except np.linalg.LinAlgError:  # too few pixels kept to fix six terms: keep the last fit
+            break
+        resid = np.abs(values - A @ coef.astype(np.float32))
+        sigma = 1.2533 * float(np.dot(resid, weights) / weights.sum())  # mean |r| -> sigma, for Gaussian noise
+        keep = (resid <= max(3.0 * sigma, 1.0)).astype(np.float32)
+        if keep.sum() < 24 or np.array_equal(keep, weights):
+            break
+        weights = keep
+    return coef, sigma / max(level, 1.0)
+
+
+def _largest_object(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The bounding box (r0, r1, c0, c1), ends exclusive, of the largest object in a bool mask; None if empty.
+
+    Objects are 8-connected on 2x2 blocks (a block is set when any of its pixels is), so parts one or two
+    pixels apart count as one object, and labelling has a quarter of the pixels to visit. The object's size
+    counts the mask's own pixels; its box is shrunk back to them."""
+    if not mask.any():
+        return None
+    h, w = mask.shape
+    hp, wp = -(-h // 2), -(-w // 2)
+    m = np.zeros((2 * hp, 2 * wp), np.uint8)
+    m[:h, :w] = mask
+    per_block = m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]  # mask pixels in each 2x2 block
+    padded = np.zeros((hp, wp + 2), np.int8)
+    padded[:, 1:-1] = per_block > 0
+    edges = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(edges == 1)  # runs of set blocks in each row, in row-major order
+    _, ends = np.nonzero(edges == -1)  # exclusive
+    n = len(rows)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = np.searchsorted(rows, np.arange(hp + 1)).tolist()
+    s, e = starts.tolist(), ends.tolist()
+    for r in range(1, hp):
+        i, i_end, j, j_end = first[r - 1], first[r], first[r], first[r + 1]
+        while i < i_end and j < j_end:
+            if s[i] <= e[j] and s[j] <= e[i]:  # overlapping or diagonal neighbours (8-connected)
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[b] = a
+            if e[i] < e[j]:
+                i += 1
+            else:
+                j += 1
+    labels = np.fromiter((find(i) for i in range(n)), np.int64, n)
+    cum = np.concatenate([np.zeros((hp, 1), np.int64), np.cumsum(per_block, axis=1, dtype=np.int64)], axis=1)
+    best = np.argmax(np.bincount(labels, weights=cum[rows, ends] - cum[rows, starts]))
+    sel = labels == best
+    r0, r1 = 2 * int(rows[sel].min()), 2 * int(rows[sel].max()) + 2
+    c0, c1 = 2 * int(starts[sel].min()), 2 * int(ends[sel].max())
+    part = mask[r0:r1, c0:c1]  # shrink the block box back to the mask's own pixels
+    rr, cc = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+    return r0 + int(rr[0]), r0 + int(rr[-1]) + 1, c0 + int(cc[0]), c0 + int(cc[-1]) + 1
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:

@@ -68,6 +68,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     from starlette.staticfiles import StaticFiles
 
     from ..runtime import versions
+    from ..runtime.preprocess import FRAME_SHORT_SIDE
 
     if max_upload_bytes < 1024:
         raise ConfigError(f"the upload limit must be at least 1 KiB, got {max_upload_bytes} bytes")
@@ -162,6 +163,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             "predictions": stats["predictions"],
             "rejected": stats["rejected"],
             "max_upload_bytes": max_upload_bytes,
+            "frame_short_side": FRAME_SHORT_SIDE,
         })
 
     async def page(request: Request) -> FileResponse:
@@ -190,9 +192,13 @@ def _listen(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, socktype, proto, _, address = infos[0]
+    # The protocol must be named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
+    # socket says IPPROTO_TCP, and with Nagle on, every response after the first on a keep-alive connection
+    # waited ~40 ms for the client's delayed ACK between its header and body writes.
+    sock = socket.socket(family, socktype, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections on Linux
     try:
         sock.bind(address)
     except OSError as exc:

@@ -4,7 +4,11 @@
 
 const $ = (id) => document.getElementById(id);
 const MAX_UPLOAD_FALLBACK = 10 * 1024 * 1024;
+// The server's preprocessing never uses more than this many pixels on a frame's short side: larger frames
+// are scaled down here before upload (the server says its figure in /health as frame_short_side).
+const FRAME_SHORT_SIDE_FALLBACK = 240;
 let maxUpload = MAX_UPLOAD_FALLBACK;
+let frameShortSide = FRAME_SHORT_SIDE_FALLBACK;
 let stream = null;
 let previewUrl = null;
 
@@ -68,17 +72,47 @@ async function classify(body, headers) {
   }
 }
 
-function classifyFile(file) {
+// The size (w, h) a picture of width x height is uploaded at: its short side at most frameShortSide.
+function uploadSize(width, height) {
+  const f = Math.min(1, frameShortSide / Math.min(width, height));
+  return [Math.max(1, Math.round(width * f)), Math.max(1, Math.round(height * f))];
+}
+
+// Draw `source` (a video or a decoded picture) scaled down to the upload size -> a JPEG blob.
+function downsized(source, width, height) {
+  const [w, h] = uploadSize(width, height);
+  const canvas = $("frame");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(source, 0, 0, w, h);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
+
+async function classifyFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
     showMessage(`"${file.name}" is not a picture. Please choose a photo (PNG, JPEG, BMP or WebP).`);
     return;
   }
-  if (file.size > maxUpload) {
+  setPreview(file);
+  // A large photo is scaled down here (EXIF orientation applied by the browser); one the browser cannot
+  // decode goes up as it is, and the server says what is wrong with it.
+  let small = null;
+  try {
+    const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+    if (Math.min(bitmap.width, bitmap.height) > frameShortSide) small = await downsized(bitmap, bitmap.width, bitmap.height);
+    bitmap.close();
+  } catch (_) { /* not decodable here: send the original */ }
+  if (!small && file.size > maxUpload) {
     showMessage(`That photo is too large (${(file.size / 2 ** 20).toFixed(1)} MB). Please choose a smaller one.`);
     return;
   }
-  setPreview(file);
+  if (small) {
+    classify(small, { "Content-Type": "image/jpeg" });
+    return;
+  }
   const form = new FormData();
   form.append("image", file, file.name);
   classify(form);
@@ -107,21 +141,18 @@ function classifyFrame() {
     showMessage("The camera is not ready yet. Please wait a moment and try again.");
     return;
   }
-  const canvas = $("frame");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  canvas.toBlob((blob) => {
+  downsized(video, video.videoWidth, video.videoHeight).then((blob) => {
     if (!blob) { showMessage("The camera picture could not be taken. Please try again."); return; }
     setPreview(blob);
     classify(blob, { "Content-Type": "image/jpeg" });
-  }, "image/jpeg", 0.92);
+  });
 }
 
 async function loadInfo() {
   try {
     const h = await (await fetch("/health")).json();
     maxUpload = h.max_upload_bytes || MAX_UPLOAD_FALLBACK;
+    frameShortSide = h.frame_short_side || FRAME_SHORT_SIDE_FALLBACK;
     $("model-info").textContent =
       `fmnist-edge kiosk · ${h.model.precision} on ${h.model.device} · OpenVINO ${h.versions.openvino || ""}`;
   } catch (_) { /* the footer is decoration */ }
