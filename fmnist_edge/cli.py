@@ -235,7 +235,8 @@ def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threa
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
-@click.option("--precision", type=click.Choice(OV_PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(("auto", *OV_PRECISIONS)), default="auto", show_default=True,
+              help="auto: the fastest precision on this CPU of those `convert` verified, timed at load.")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="Classes to show per image.")
 @click.option("--polarity", type=click.Choice(POLARITIES), default="auto", show_default=True,
@@ -258,15 +259,14 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
             files.append(Path(arg))
     clf = Classifier.load(model_dir, precision=precision, device=device, polarity=polarity)
     failed = 0
-    for path in files:
-        try:
-            p = clf.predict(path, top_k=top_k)
-        except FmnistEdgeError as exc:  # one bad image does not stop the others
+    # decoded and preprocessed on every core, classified in batches, printed in input order as they finish
+    for path, p in zip(files, clf.predict_iter(files, top_k=top_k, errors="return")):
+        if isinstance(p, FmnistEdgeError):  # one bad image does not stop the others
             failed += 1
             if as_json:
-                click.echo(json.dumps({"file": str(path), "error": str(exc)}))
+                click.echo(json.dumps({"file": str(path), "error": p.reason}))
             else:
-                _echo_err(f"{path}: error: {exc}")
+                _echo_err(f"{path}: error: {p.reason}")
             continue
         if as_json:
             click.echo(json.dumps({"file": str(path), **p.to_dict()}))
@@ -279,7 +279,8 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 
 @cli.command()
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
-@click.option("--precision", type=click.Choice(OV_PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(("auto", *OV_PRECISIONS)), default="auto", show_default=True,
+              help="auto: the fastest precision on this CPU of those `convert` verified, timed at load.")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")

@@ -35,6 +35,7 @@ class InputImageError(FmnistEdgeError):
     """An image handed to the runtime cannot be read or has the wrong form."""
 
     index: int | None = None  # set when the image is one item of a batch
+    reason: str | None = None  # then: the message without the "image N: " that names the item
 
 
 class ImageNotFoundError(InputImageError):

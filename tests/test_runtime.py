@@ -469,3 +469,25 @@ print(type(ov.convert_model(path)).__name__)
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "relu.onnx")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "Model"
+
+
+def test_auto_precision_is_the_fastest_verified_one_and_says_so(artifacts, tmp_path, images):
+    x, _ = images
+    auto = Classifier.load(artifacts, precision="auto")
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    want = ["int8", "bf16", "fp32"] if "BF16" in caps else ["int8", "fp32"]
+    assert auto.choice["candidates"] == want and set(auto.choice["batch1_us"]) == set(want)
+    assert auto.precision == min(auto.choice["batch1_us"], key=auto.choice["batch1_us"].get)
+    assert auto.describe()["precision"] == auto.precision
+    fixed = Classifier.load(artifacts, precision=auto.precision)
+    np.testing.assert_allclose(auto.predict_proba(x[:20]), fixed.predict_proba(x[:20]), atol=1e-5)
+    # a precision whose check failed in `convert` is never chosen
+    folder = tmp_path / "a"
+    shutil.copytree(artifacts, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for e in manifest["artifacts"]:
+        if e.get("precision") in ("int8", "bf16"):
+            e["status"] = "failed"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    only = Classifier.load(folder, precision="auto")
+    assert only.precision == "fp32" and only.choice["candidates"] == ["fp32"]

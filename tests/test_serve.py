@@ -151,3 +151,32 @@ def test_the_embedding_example_runs(converted, fmnist, tmp_path):
     example = Path(__file__).parents[1] / "examples" / "embed.py"
     out = runpy.run_path(str(example), run_name="example")["main"](str(converted), [str(good), str(bad)])
     assert out[0][1] is not None and out[1][1] is None and "broken.jpg" in out[1][2]
+
+
+def test_connections_the_server_accepts_have_nagle_off():
+    """Every response after the first on a keep-alive connection waited ~40 ms for the client's delayed ACK
+    (Nagle's algorithm held the body behind the headers) because asyncio turns Nagle off only on sockets that
+    name IPPROTO_TCP, and `_listen` made one that did not. The kiosk page and every HTTP client keep
+    connections alive, so this is checked on a connection accepted the way uvicorn accepts it."""
+    import asyncio
+    import socket
+
+    async def accept_one() -> int:
+        seen = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listener = _listen("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accept_one()) != 0

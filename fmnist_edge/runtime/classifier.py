@@ -5,8 +5,9 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from pathlib import Path
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -14,10 +15,11 @@ import numpy as np
 from .. import data
 from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
 from .core import core, ov
-from .manifest import locate
+from .manifest import locate, usable_precisions
 from .preprocess import POLARITIES, SIZE, prepare, to_model_input
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+AUTO_TIMED_CALLS = 40  # batch-1 calls timed per candidate precision when precision="auto"
 # What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
 # without the hint the CPU plugin silently computes in bf16 on CPUs with AVX512_BF16/AMX.
 MATH = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
@@ -78,6 +80,7 @@ class Classifier:
         self.requested_device = requested_device
         self.polarity = polarity
         self.verified = verified
+        self.choice: dict | None = None  # how precision="auto" chose: candidates and their batch-1 times
         self._free: collections.deque[_Slot] = collections.deque()  # append/pop are atomic: no lock needed
         self._free.append(_Slot(compiled))
         # Batches run on requests of the batch model, one shape each (a short last batch is padded):
@@ -95,7 +98,9 @@ class Classifier:
         Args:
             path: the artifact folder (holds manifest.json and openvino/<precision>/model.xml|bin).
             precision: "fp32" (FP32 weights and arithmetic), "bf16" (the FP32 model computed in bf16),
-                "fp16" (FP16 weights, FP32 arithmetic) or "int8" (quantized; FP32 where not int8).
+                "fp16" (FP16 weights, FP32 arithmetic), "int8" (quantized; FP32 where not int8), or "auto":
+                the fastest at batch 1 on this device of those `convert` verified (bf16 only where the CPU
+                computes it natively), timed at load; `precision` then says which, `choice` how.
             device: an OpenVINO device: "CPU", "GPU", "NPU", "AUTO", ... (see `fmnist-edge info`).
             cache_dir: OpenVINO's model cache folder; the next load of the same model starts faster.
             threads: CPU inference threads (INFERENCE_NUM_THREADS); None lets OpenVINO choose.
@@ -110,6 +115,8 @@ class Classifier:
                 model, its manifest, or a file differs from what the manifest records.
             DeviceError: the device is not present or cannot compile the model.
         """
+        if precision == "auto":
+            return cls._load_fastest(path, device, cache_dir, threads, hint=hint, verify=verify, polarity=polarity)
         if hint not in HINTS:
             raise ConfigError(f"unknown hint {hint!r}; choose one of {', '.join(HINTS)}")
         if polarity not in POLARITIES:
@@ -141,6 +148,36 @@ class Classifier:
 
         return cls(compiled, files.class_names, path=Path(path), precision=precision, requested_device=device,
                    polarity=polarity, verified=files.verified, compile_batches=compile_batches)
+
+    @classmethod
+    def _load_fastest(cls, path, device, cache_dir, threads, **kw) -> "Classifier":
+        """precision="auto": of the precisions that `convert` checked and marked ok, the fastest at batch 1 on
+        this device, timed here. bf16 competes only where the CPU computes it natively (elsewhere OpenVINO
+        runs it in f32, so it is fp32 again); fp16 never does (FP16 weights, f32 arithmetic on CPUs)."""
+        ok = usable_precisions(path) if kw.get("verify", True) else ["fp32"]
+        try:
+            caps = core().get_property(str(device).upper().split(":")[0].split(".")[0], "OPTIMIZATION_CAPABILITIES")
+        except RuntimeError:
+            caps = []
+        candidates = [p for p in ("int8", "bf16", "fp32") if p in ok and (p != "bf16" or "BF16" in caps)] or ["fp32"]
+        timed: dict[str, float] = {}
+        best: Classifier | None = None
+        probe = np.zeros((SIZE, SIZE), np.uint8)
+        for precision in candidates:
+            clf = cls.load(path, precision, device, cache_dir, threads, **kw)
+            if len(candidates) > 1:
+                for _ in range(10):
+                    clf.predict(probe, top_k=1)
+                times = []
+                for _ in range(AUTO_TIMED_CALLS):
+                    t = time.perf_counter()
+                    clf.predict(probe, top_k=1)
+                    times.append(time.perf_counter() - t)
+                timed[precision] = round(float(np.median(times)) * 1e6, 1)
+            if best is None or (timed and timed[precision] < timed[best.precision]):
+                best = clf
+        best.choice = {"requested": "auto", "candidates": candidates, "batch1_us": timed}
+        return best
 
     # ------------------------------------------------------------------ what it runs with
 
@@ -186,7 +223,7 @@ class Classifier:
     def describe(self) -> dict:
         return {"path": str(self.path), "precision": self.precision, "device": self.device,
                 "inference_precision": self.inference_precision, "compute_precisions": self.compute_precisions,
-                "verified": self.verified}
+                "verified": self.verified, "precision_choice": self.choice}
 
     def __repr__(self) -> str:
         return (f"Classifier(path={str(self.path)!r}, precision={self.precision!r}, device={self.device!r}, "
@@ -403,7 +440,7 @@ class Classifier:
             return prepare(image, self.polarity)
         except InputImageError as exc:
             err = type(exc)(f"image {index}: {exc}")
-            err.index = index
+            err.index, err.reason = index, str(exc)
             raise err from None
 
     def _prediction(self, probabilities: np.ndarray, top_k: int) -> Prediction:

@@ -67,6 +67,13 @@ def locate(folder: str | Path, precision: str, verify: bool = True) -> ModelFile
     return ModelFiles(xml, precision, _class_names(folder, manifest), verified=True)
 
 
+def usable_precisions(folder: str | Path) -> list[str]:
+    """The OpenVINO precisions that `convert` wrote into `folder` and whose check passed (status "ok")."""
+    manifest = read_manifest(Path(folder)) if Path(folder).is_dir() else locate(folder, "fp32")
+    return [e.get("precision") for e in manifest["artifacts"]
+            if e.get("format") == "openvino" and e.get("status") == "ok" and e.get("precision") in PRECISIONS]
+
+
 def read_manifest(folder: Path) -> dict:
     path = folder / "manifest.json"
     if not path.is_file():

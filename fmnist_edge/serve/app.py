@@ -217,7 +217,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(model: str = "artifacts", precision: str = "fp32", device: str = "CPU", host: str = "127.0.0.1",
+def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU", host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print) -> None:
     """Load one Classifier, then serve the kiosk until interrupted."""
     require("uvicorn", 'pip install "fmnist-edge[kiosk]"')
@@ -229,7 +229,8 @@ def serve(model: str = "artifacts", precision: str = "fp32", device: str = "CPU"
     app = create_app(clf, max_upload_bytes=max_upload_bytes)
     sock = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host
-    log(f"model: {model} ({precision} on {clf.device}, computes in {clf.inference_precision})")
+    chosen = f"{clf.precision}, chosen by auto" if clf.choice else clf.precision
+    log(f"model: {model} ({chosen} on {clf.device}, computes in {clf.inference_precision})")
     log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops)")
     if not is_loopback(host):
         log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
