@@ -179,6 +179,7 @@ def _int_list(ctx, param, value):
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend [default: all usable cores].")
 @click.option("--quick", is_flag=True, help="1,000 test images for accuracy and a tenth of the iterations.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurements.")
+@click.option("--no-photos", is_flag=True, help="Skip the photo path (camera-like JPEG -> label per frame size).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Result folder [default: FOLDER/bench].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="JSON results [default: OUT/bench.json].")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="CSV results [default: OUT/bench.csv].")
@@ -187,14 +188,14 @@ def _int_list(ctx, param, value):
 @click.option("--soak", type=click.IntRange(min=0), default=0, help="Also run N predictions from several threads and report memory.")
 @click.option("--soak-threads", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
-def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threads, no_cold_start, **opts):
+def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threads, no_cold_start, no_photos, **opts):
     """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
     from pathlib import Path
 
     from .benchmarks import bench as B
     from .benchmarks import report
 
-    cfg = B.BenchConfig(folder=folder, min_acc=min_acc, cold_start=not no_cold_start, **opts).validate()
+    cfg = B.BenchConfig(folder=folder, min_acc=min_acc, cold_start=not no_cold_start, photos=not no_photos, **opts).validate()
     out = Path(out or Path(folder) / "bench")
     labels = B.stages(cfg) + ([f"soak x{soak}"] if soak else [])
     with click.progressbar(length=len(labels), label="benchmarking", file=sys.stderr, show_eta=False,
@@ -216,6 +217,10 @@ def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threa
             result["soak"] = run_soak(folder, soak, load(cfg.data_dir).x_test[:1000], threads=soak_threads)
         bar.update(1)
     click.echo(report.table(result))
+    if result.get("photos"):
+        from .benchmarks.photopath import table as photo_table
+
+        click.echo("\n" + photo_table(result["photos"]))
     if soak:
         s = result["soak"]
         click.echo(f"soak: {s['predictions']} predictions from {s['threads']} threads in {s['wall_s']:.1f} s, "

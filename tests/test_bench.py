@@ -52,7 +52,7 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     out = tmp_path / "res"
     res = CliRunner().invoke(cli, ["bench", str(bench_folder), "--backends", "tensorflow,openvino,onnxruntime,benchmark_app",
                                    "--precision", "fp32,int8", "--quick", "--iters", "20", "--warmup", "2",
-                                   "--batch-sizes", "1,8", "--out", str(out), "--soak", "400", "--soak-threads", "4"])
+                                   "--batch-sizes", "1,8", "--out", str(out), "--soak", "400", "--soak-threads", "4", "--no-photos"])
     assert res.exit_code == 0, res.output
     assert "openvino" in res.output and "ratios" in res.output and "soak: 400 predictions" in res.output
     result = json.loads((out / "bench.json").read_text())
@@ -122,3 +122,20 @@ def test_ratios_compare_against_targets():
     assert r["openvino_latency_vs_best_peer"]["met"] is True
     assert r["openvino_vs_tensorflow_peak_rss"]["value"] == 0.15
     assert r["int8_accuracy_drop_vs_fp32"]["met"] is True
+
+
+def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(converted, fmnist):
+    from fmnist_edge.benchmarks.photopath import photo_path, table
+
+    res = photo_path(converted, fmnist.x_test[:40], fmnist.y_test[:40], sizes=("qvga", "vga"), latency_photos=4,
+                     agreement_images=12, iters=10)
+    assert res["precision"] in ("fp32", "bf16", "int8") and res["precision_choice"]["requested"] == "auto"
+    assert [r["frame"] for r in res["sizes"]] == ["320x240", "640x480"]
+    for r in res["sizes"]:
+        # the whole photo path costs more than its decode floor alone, and more than the model alone
+        assert r["predict_us"] > r["decode_floor_us"] > 0 and r["predict_us"] > r["model_us"] > 0
+        assert r["photos_per_s"] > 0 and r["jpeg_kb"] > 1
+    from fmnist_edge.benchmarks.photos import CONDITIONS
+    assert set(res["conditions"]) == set(CONDITIONS) and all(c["n"] == 12 for c in res["conditions"].values())
+    text = table(res)
+    assert "640x480" in text and "camera" in text

@@ -39,6 +39,7 @@ class BenchConfig:
     cold_start: bool = True
     data_dir: str | None = None
     min_acc: float | None = None
+    photos: bool = True  # the photo path: JPEG bytes -> label per frame size, agreement per condition
 
     def validate(self) -> "BenchConfig":
         known = {*BACKENDS, "benchmark_app"}
@@ -225,7 +226,7 @@ def stages(cfg: BenchConfig) -> list[str]:
     labels = []
     for b in make_backends([b for b in cfg.backends if b != "benchmark_app"], Path(cfg.folder), 1, cfg.precisions):
         labels += [b.label] + ([f"{b.label} cold start"] if cfg.cold_start else [])
-    return labels + (["benchmark_app"] if "benchmark_app" in cfg.backends else [])
+    return labels + (["benchmark_app"] if "benchmark_app" in cfg.backends else []) + (["photo path"] if cfg.photos else [])
 
 
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict:
@@ -264,6 +265,17 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     if "benchmark_app" in cfg.backends:
         say("benchmark_app")
         results += _ba_rows(cfg)
+    photo = None
+    if cfg.photos and (Path(cfg.folder) / "openvino").is_dir():
+        from .photopath import photo_path
+
+        say("photo path")
+        try:
+            photo = photo_path(cfg.folder, ds.x_test[:1000], ds.y_test[:1000], threads=cfg.threads,
+                               sizes=("qvga", "vga", "1080p") if cfg.quick else ("qvga", "vga", "1080p", "12mp"),
+                               agreement_images=100 if cfg.quick else 500, iters=50 if cfg.quick else 300)
+        except FmnistEdgeError as exc:
+            errors.append({"backend": "photo path", "precision": "auto", "error": str(exc)})
     return {
         "schema_version": SCHEMA_VERSION,
         "machine": {**machine(), "cpu_steal_s": round(steal_seconds() - steal_start, 1) if steal_start is not None else None},
@@ -271,4 +283,5 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
         "results": results,
         "ratios": ratios(results),
         "errors": errors,
+        "photos": photo,
     }
