@@ -19,6 +19,7 @@ from .train.models import DEFAULT_ARCH
 FORMATS = ("openvino", "onnx")
 OV_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 POLARITIES = ("auto", "photo", "dataset")
+PROCESSES_FROM = 500  # `predict` prepares images in worker processes from this many files on
 
 
 class Group(click.Group):
@@ -264,8 +265,11 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
             files.append(Path(arg))
     clf = Classifier.load(model_dir, precision=precision, device=device, polarity=polarity)
     failed = 0
-    # decoded and preprocessed on every core, classified in batches, printed in input order as they finish
-    for path, p in zip(files, clf.predict_iter(files, top_k=top_k, errors="return")):
+    # decoded and preprocessed on every core, classified in batches, printed in input order as they finish;
+    # worker processes (free of the GIL, ~0.5 s to start) once there are enough files to pay for them
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = cores if cores > 1 and len(files) >= PROCESSES_FROM else 0
+    for path, p in zip(files, clf.predict_iter(files, top_k=top_k, errors="return", processes=processes)):
         if isinstance(p, FmnistEdgeError):  # one bad image does not stop the others
             failed += 1
             if as_json:

@@ -131,3 +131,18 @@ def test_agreement_report_names_every_condition(clf, sample):
     assert set(report) == {"clean", "camera"}
     for row in report.values():
         assert row["n"] == 8 and 0.0 <= row["agreement"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_worker_processes_give_the_same_stream(clf, sample, tmp_path):
+    x, y = sample
+    files = []
+    for i, p in enumerate(P.make_photos(x[:12], y[:12], conditions=("camera",), sizes=("qvga",), seed=9)):
+        files.append(tmp_path / f"{i:02d}.jpg")
+        files[-1].write_bytes(p.data)
+    (tmp_path / "05.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    threads = list(clf.predict_iter(files, errors="return"))
+    procs = list(clf.predict_iter(files, errors="return", processes=2))
+    assert [getattr(p, "index", None) for p in procs] == [getattr(p, "index", None) for p in threads]
+    assert isinstance(procs[5], errors.ImageDecodeError) and procs[5].index == 5 and "05.jpg" in procs[5].reason
+    with pytest.raises(errors.ConfigError, match="processes"):
+        list(clf.predict_iter(files, processes=-1))

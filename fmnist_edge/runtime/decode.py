@@ -248,6 +248,7 @@ class Source:
     def __init__(self, image):
         self._levels: dict[int, Image.Image] = {}
         self._jpeg: bytes | None = None
+        self._header: Image.Image | None = None
         self.dataset_form: np.ndarray | None = None
         self.what = "image"
         if isinstance(image, (str, os.PathLike)):
@@ -260,16 +261,17 @@ class Source:
         else:
             self._set_full(to_array(image))
             return
-        with _open(io.BytesIO(data), self.what) as im:
-            if im.format == "JPEG" and im.mode in ("L", "RGB") and len(im.tile) == 1:
-                self._jpeg = data
-                turn = _orientation(im)
-                w, h = im.size
-                self.size = (h, w) if turn in _SWAPS else (w, h)
-                self._turn = turn
-                if self.size == (28, 28) and im.mode == "L":
-                    self.dataset_form = np.asarray(self.gray(1))
-                return
+        im = _open(io.BytesIO(data), self.what)
+        if im.format == "JPEG" and im.mode in ("L", "RGB") and len(im.tile) == 1:
+            self._jpeg, self._header = data, im  # the parsed header serves the first decode
+            turn = _orientation(im)
+            w, h = im.size
+            self.size = (h, w) if turn in _SWAPS else (w, h)
+            self._turn = turn
+            if self.size == (28, 28) and im.mode == "L":
+                self.dataset_form = np.asarray(self.gray(1))
+            return
+        im.close()
         self._set_full(_decode(io.BytesIO(data), self.what))
 
     def _set_full(self, a: np.ndarray) -> None:
@@ -293,7 +295,8 @@ class Source:
             full = self._levels[1]
             im = full.reduce(scale) if scale > 1 else full
         else:
-            with _open(io.BytesIO(self._jpeg), self.what) as raw:
+            raw, self._header = self._header or _open(io.BytesIO(self._jpeg), self.what), None
+            with raw:
                 w, h = raw.size
                 raw.draft("L", ((w + scale - 1) // scale, (h + scale - 1) // scale) if scale > 1 else None)
                 _load(raw, self.what)
