@@ -26,7 +26,7 @@ def test_choice_options_list_what_the_library_accepts():
     assert _choices("train", "optimizer") == tuple(OPTIMIZER_DEFAULTS)
     assert _choices("train", "device") == DEVICES
     assert _choices("train", "precision") == TRAIN_PRECISIONS
-    assert _choices("predict", "precision") == _choices("serve", "precision") == PRECISIONS
+    assert _choices("predict", "precision") == _choices("serve", "precision") == ("auto", *PRECISIONS)
     assert _choices("predict", "polarity") == POLARITIES
 
 

@@ -39,7 +39,7 @@ def _run(*args):
 
 def test_predict_prints_one_line_per_image(artifacts, pictures):
     clf = Classifier.load(artifacts)
-    r = _run("predict", "--model", artifacts, "--top-k", "2", pictures / "a.png", pictures / "b.bmp")
+    r = _run("predict", "--model", artifacts, "--precision", "fp32", "--top-k", "2", pictures / "a.png", pictures / "b.bmp")
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 2
@@ -117,3 +117,13 @@ def test_info_lists_devices_and_versions():
     cpu = [d for d in info["devices"] if d["device"] == "CPU"][0]
     assert cpu["full_device_name"] and info["versions"]["openvino"].startswith("2026.4")
     assert np.all([isinstance(v, (str, type(None))) for v in info["versions"].values()])
+
+
+def test_predict_defaults_to_the_precision_auto_picks(artifacts, pictures):
+    r = _run("predict", "--model", artifacts, "--json", pictures / "a.png", pictures / "c.jpg")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.strip().splitlines()]
+    # auto picks among verified precisions by timing, so the answer is that of one of them
+    answers = {p: [Classifier.load(artifacts, precision=p).predict(row["file"]).label for row in rows]
+               for p in Classifier.load(artifacts, precision="auto").choice["candidates"]}
+    assert [row["label"] for row in rows] in answers.values()

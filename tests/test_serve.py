@@ -180,3 +180,11 @@ def test_connections_the_server_accepts_have_nagle_off():
             server.close()
 
     assert asyncio.run(accept_one()) != 0
+
+
+def test_health_reports_the_precision_auto_chose(converted):
+    auto = Classifier.load(converted, precision="auto")
+    with TestClient(create_app(auto)) as c:
+        h = c.get("/health").json()
+    assert h["model"]["precision"] == auto.precision in auto.choice["batch1_us"]
+    assert h["model"]["precision_choice"]["requested"] == "auto" and h["frame_short_side"] == 240
