@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image
 
 from fmnist_edge.runtime import Classifier
 from images import photo
+from live import live_server
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("FMNIST_EDGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,23 +41,10 @@ def clf(converted) -> Classifier:
 @pytest.fixture(scope="module")
 def server(clf):
     """uvicorn serving the kiosk app on a free port of 127.0.0.1, in a thread; yields the base URL."""
-    import uvicorn
-
     from fmnist_edge.serve import create_app
-    from fmnist_edge.serve.app import _listen
 
-    sock = _listen("127.0.0.1", 0)
-    srv = uvicorn.Server(uvicorn.Config(create_app(clf), log_level="warning", access_log=False))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the kiosk server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(create_app(clf)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-MODEL_NAME = "fmnist"
-VERSION = "1"
+from ..contract import FIRST_VERSION as VERSION
+from ..contract import MODEL_NAME
 
 
 def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:

@@ -13,8 +13,7 @@ from ..errors import ModelFileError
 from ..quiet import keras as _keras
 from ..quiet import quiet, tensorflow
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
+from ..contract import INPUT_NAME, OUTPUT_NAME  # noqa: F401 - the converter's modules take them from here
 INPUT_SHAPE = (None, 28, 28, 1)  # (N, 28, 28, 1) float32 in [0, 1], NHWC
 SIGNATURE = "serving_default"
 KINDS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}

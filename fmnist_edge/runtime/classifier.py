@@ -13,7 +13,15 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from .. import data
-from ..errors import ConfigError, DeviceError, ImageShapeError, ImageTypeError, InputImageError, ModelFileError
+from ..errors import (
+    ConfigError,
+    DeviceError,
+    ImageShapeError,
+    ImageTypeError,
+    ImageValueError,
+    InputImageError,
+    ModelFileError,
+)
 from .core import core, ov
 from .manifest import locate, usable_precisions
 from .preprocess import POLARITIES, SIZE, prepare, to_model_input
@@ -231,18 +239,59 @@ class Classifier:
 
     # ------------------------------------------------------------------ predicting
 
-    def predict(self, image, top_k: int = 3) -> Prediction:
-        """Classify one image (any accepted input) -> Prediction with the `top_k` best classes."""
+    def predict(self, image, top_k: int = 3, timings: dict | None = None) -> Prediction:
+        """Classify one image (any accepted input) -> Prediction with the `top_k` best classes.
+        `timings`, if given, gets "prepare_s" (decode + preprocessing) and "infer_s" (the model)."""
         _check_top_k(top_k)
+        t0 = time.perf_counter()
         pixels = prepare(image, self.polarity)  # uint8 or float32 (28, 28)
+        t1 = time.perf_counter()
         slot = self._borrow()
         try:
             _write(pixels, slot.pixels)
             slot.request.start_async()
             slot.request.wait()
+            if timings is not None:
+                timings["prepare_s"], timings["infer_s"] = t1 - t0, time.perf_counter() - t1
             return self._prediction(slot.probs, top_k)
         finally:
             self._free.append(slot)
+
+    def to_input(self, images) -> np.ndarray:
+        """A sequence of images (any accepted input) -> the model's input, float32 (N, 28, 28, 1) in [0, 1],
+        decoded and preprocessed on the thread pool; a bad item raises its InputImageError with `index` set."""
+        items = _as_items(images)
+        x = np.empty((len(items), SIZE, SIZE, 1), np.float32)
+        for i, result in enumerate(self._prepared(items)):
+            _write(_unwrap(result), x[i, :, :, 0])
+        return x
+
+    def predict_tensor(self, x: np.ndarray) -> np.ndarray:
+        """The model on its own input, no preprocessing: float32 (N, 28, 28, 1) in [0, 1] -> float32 (N, 10).
+
+        What a serving protocol hands over (tensor `image` of the model repository). Batch 1 runs on the
+        static batch-1 compile, larger batches on the dynamic-batch one."""
+        x = np.asarray(x)
+        if x.dtype != np.float32:
+            raise ImageTypeError(f"the model's input is float32, got {x.dtype}")
+        if x.ndim != 4 or x.shape[1:] != (SIZE, SIZE, 1) or x.shape[0] < 1:
+            raise ImageShapeError(f"the model's input is (N, 28, 28, 1) with N >= 1, got shape {x.shape}")
+        if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+            raise ImageValueError("the model's input holds values outside [0, 1] (pixel / 255), or NaN/inf")
+        if x.shape[0] == 1:
+            slot = self._borrow()
+            try:
+                slot.pixels[...] = x[0, :, :, 0]
+                slot.request.start_async()
+                slot.request.wait()
+                return slot.probs[None].copy()
+            finally:
+                self._free.append(slot)
+        batched = self._batches()
+        limit = _batch_limit(batched)
+        if limit is not None and x.shape[0] > limit:
+            return np.concatenate([self.predict_tensor(x[i : i + 1]) for i in range(x.shape[0])])
+        return self._infer_batch(batched, np.ascontiguousarray(x))
 
     def predict_proba(self, images, batch_size: int = 64) -> np.ndarray:
         """Class probabilities float32 (N, 10) for a sequence of images or an (N, H, W[, C]) array.

@@ -14,6 +14,7 @@ import socket
 import time
 from pathlib import Path
 
+from ..contract import FIRST_VERSION
 from ..errors import ConfigError, FmnistEdgeError, ImageSizeError, InputImageError, require
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-5 MB
@@ -54,26 +55,32 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None):
-    """The ASGI app around `classifier` (a loaded `fmnist_edge.runtime.Classifier`, shared by all requests)."""
+def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
+               version: str = FIRST_VERSION):
+    """The ASGI app around `classifier` (a loaded `fmnist_edge.runtime.Classifier`, shared by all requests),
+    served under the Open Inference Protocol as model `fmnist`, version `version`."""
     require("starlette", 'pip install "fmnist-edge[kiosk]"')
     require("python_multipart", 'pip install "fmnist-edge[kiosk]"')
+    require("prometheus_client", 'pip install "fmnist-edge[kiosk]"')
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
     from ..runtime import versions
     from ..runtime.preprocess import FRAME_SHORT_SIDE
+    from . import v2
+    from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 
     if max_upload_bytes < 1024:
         raise ConfigError(f"the upload limit must be at least 1 KiB, got {max_upload_bytes} bytes")
     started = time.monotonic()
     stats = {"predictions": 0, "rejected": 0}
+    metrics = Metrics(classifier, version)
     versions_now = versions()
     limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
 
@@ -131,8 +138,9 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             data = await image_bytes(request)
 
             def classify():
-                t = time.perf_counter()
-                p = classifier.predict(data, top_k=top_k)
+                t, timings = time.perf_counter(), {}
+                p = classifier.predict(data, top_k=top_k, timings=timings)
+                metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
                 return p, time.perf_counter() - t
 
             prediction, seconds = await run_in_threadpool(classify)
@@ -166,6 +174,66 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             "frame_short_side": FRAME_SHORT_SIDE,
         })
 
+    # ---------------------------------------------------------------- Open Inference Protocol (KServe v2)
+
+    def v2_error(exc: Exception, status: int) -> JSONResponse:
+        stats["rejected"] += 1
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    async def v2_server(request: Request) -> JSONResponse:
+        return JSONResponse({"name": "fmnist-edge", "version": versions_now.get("fmnist-edge") or "",
+                             "extensions": ["binary_tensor_data"]})
+
+    async def v2_live(request: Request) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    async def v2_ready(request: Request) -> JSONResponse:
+        return JSONResponse({"ready": True})
+
+    async def v2_model(request: Request) -> JSONResponse:
+        try:
+            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+        except v2.ProtocolError as exc:
+            return v2_error(exc, exc.status)
+        return JSONResponse(v2.model_metadata(version))
+
+    async def v2_model_ready(request: Request) -> JSONResponse:
+        try:
+            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+        except v2.ProtocolError as exc:
+            return v2_error(exc, exc.status)
+        return JSONResponse({"name": v2.MODEL_NAME, "ready": True})
+
+    async def v2_infer(request: Request) -> Response:
+        endpoint = request.scope.get("state", {}).get("endpoint", "/v2/models/{name}/infer")
+        try:
+            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+            req = v2.decode_request(await read_body(request), request.headers)
+
+            def infer():
+                t0 = time.perf_counter()
+                x = req.tensor if req.tensor is not None else classifier.to_input(req.photos)
+                t1 = time.perf_counter()
+                probs = classifier.predict_tensor(x)
+                metrics.observe_model(endpoint, None if req.tensor is not None else t1 - t0, time.perf_counter() - t1)
+                return probs
+
+            probs = await run_in_threadpool(infer)
+        except v2.ProtocolError as exc:
+            return v2_error(exc, exc.status)
+        except _HTTPError as exc:
+            return v2_error(exc, exc.status)
+        except InputImageError as exc:  # the protocol has one status for a bad request
+            return v2_error(exc, 413 if isinstance(exc, ImageSizeError) else 400)
+        except FmnistEdgeError as exc:
+            return v2_error(exc, 500)
+        stats["predictions"] += req.batch
+        body, headers = v2.encode_response(probs, version, req.id, req.binary_output)
+        return Response(body, headers=headers)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
     async def page(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
                             headers={"cache-control": "no-cache"})
@@ -178,12 +246,23 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             Route("/", page, methods=["GET"]),
             Route("/predict", predict, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/v2", v2_server, methods=["GET"]),
+            Route("/v2/health/live", v2_live, methods=["GET"]),
+            Route("/v2/health/ready", v2_ready, methods=["GET"]),
+            Route("/v2/models/{name}", v2_model, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
+            Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={500: server_error},
     )
     app.state.classifier = classifier
-    return _SecurityHeaders(app)
+    app.state.metrics = metrics
+    return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -1,0 +1,199 @@
+"""The Open Inference Protocol (KServe v2 REST) for one served model: request decoding and response encoding.
+
+What `fmnist-edge serve` answers under /v2, the protocol OpenVINO Model Server, Triton and KServe speak, so a
+client moves between a kiosk and a serving engine by changing its URL. The model is named `fmnist`, with the
+tensors of the repository `convert` writes: input `image` FP32 [-1, 28, 28, 1] (pixel / 255), output
+`probabilities` FP32 [-1, 10]. Besides the FP32 tensor, `image` takes BYTES: encoded photos (JPEG, PNG, WebP,
+BMP), one per batch element, run through the runtime's photo preprocessing, as OVMS accepts them.
+
+Tensors travel as JSON (`data`, row-major) or in the binary tensor data extension: the request's JSON header
+is the first `Inference-Header-Content-Length` bytes of the body and each input with a `binary_data_size`
+parameter follows in order (BYTES elements each prefixed with their length as 4-byte little-endian); outputs
+asked for with `binary_data: true` (or all, with the request parameter `binary_data_output: true`, the
+official clients' default) come back the same way. In JSON, a BYTES element is a base64 string or
+{"b64": "..."}. Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..contract import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
+
+MAX_BATCH = 64  # batch elements per request
+HEADER_LENGTH = "inference-header-content-length"
+DATATYPES = {"FP32": np.float32}
+
+
+class ProtocolError(Exception):
+    """A request the protocol refuses: `status` (400 or 404) and a one-line message."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class InferRequest:
+    """A decoded infer request: the FP32 batch or the encoded photos, and how to answer."""
+
+    id: str | None
+    tensor: np.ndarray | None = None  # float32 (N, 28, 28, 1)
+    photos: list[bytes] = field(default_factory=list)
+    binary_output: bool = False
+
+    @property
+    def batch(self) -> int:
+        return len(self.photos) if self.tensor is None else int(self.tensor.shape[0])
+
+
+def model_metadata(version: str, platform: str = "openvino_ir") -> dict:
+    return {
+        "name": MODEL_NAME,
+        "versions": [version],
+        "platform": platform,
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, 10]}],
+    }
+
+
+def check_model(name: str, version: str | None, served: str) -> None:
+    """404 unless `name` (and `version`, when given) is the model being served."""
+    if name != MODEL_NAME:
+        raise ProtocolError(f"unknown model {name!r}; this server serves {MODEL_NAME!r}", 404)
+    if version is not None and version != served:
+        raise ProtocolError(f"model {MODEL_NAME!r} has no version {version!r}; it serves version {served}", 404)
+
+
+def decode_request(body: bytes, headers) -> InferRequest:
+    """An infer request's body (JSON, or JSON + binary tensors) -> InferRequest; ProtocolError (400) if bad."""
+    raw_length = headers.get(HEADER_LENGTH)
+    if raw_length is not None:
+        if not raw_length.strip().isdigit() or int(raw_length) > len(body):
+            raise ProtocolError(f"Inference-Header-Content-Length {raw_length!r} is not a length within the "
+                                f"{len(body)}-byte body")
+        head, binary = body[: int(raw_length)], memoryview(body)[int(raw_length) :]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        req = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"the request is not valid JSON ({exc}); send the v2 infer request body") from None
+    if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
+        raise ProtocolError("the request has no 'inputs' list")
+    rid = req.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise ProtocolError("'id' must be a string")
+    params = req.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'parameters' must be an object")
+    if len(req["inputs"]) != 1:
+        raise ProtocolError(f"the model takes one input, {INPUT_NAME!r}; the request has {len(req['inputs'])}")
+    inp = req["inputs"][0]
+    if not isinstance(inp, dict) or inp.get("name") != INPUT_NAME:
+        raise ProtocolError(f"unknown input {inp.get('name') if isinstance(inp, dict) else inp!r}; the model's input is {INPUT_NAME!r}")
+    out = InferRequest(id=rid, binary_output=bool(params.get("binary_data_output", False)))
+    outputs = req.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or any(not isinstance(o, dict) for o in outputs):
+            raise ProtocolError("'outputs' must be a list of objects")
+        for o in outputs:
+            if o.get("name") != OUTPUT_NAME:
+                raise ProtocolError(f"unknown output {o.get('name')!r}; the model's output is {OUTPUT_NAME!r}")
+            out.binary_output = bool((o.get("parameters") or {}).get("binary_data", False))
+    shape, datatype = inp.get("shape"), inp.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ProtocolError(f"input shape {shape!r} is not a list of non-negative integers")
+    size = (inp.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or size > len(binary):
+            raise ProtocolError(f"binary_data_size {size!r} is more than the {len(binary)} binary bytes sent")
+        blob = bytes(binary[:size])
+    elif "data" not in inp:
+        raise ProtocolError(f"input {INPUT_NAME!r} has neither 'data' nor a binary_data_size parameter")
+    else:
+        blob = None
+    if datatype == "FP32":
+        out.tensor = _fp32(shape, inp.get("data"), blob)
+    elif datatype == "BYTES":
+        out.photos = _bytes(shape, inp.get("data"), blob)
+    else:
+        raise ProtocolError(f"input datatype {datatype!r} is not accepted; send FP32 [N, 28, 28, 1] or BYTES [N] photos")
+    if not 1 <= out.batch <= MAX_BATCH:
+        raise ProtocolError(f"a batch of {out.batch} is outside 1..{MAX_BATCH}; split it into requests of at most {MAX_BATCH}")
+    return out
+
+
+def _fp32(shape: list[int], data, blob: bytes | None) -> np.ndarray:
+    if len(shape) != 4 or shape[1:] != [28, 28, 1]:
+        raise ProtocolError(f"FP32 input shape {shape} is not [N, 28, 28, 1]")
+    n = int(np.prod(shape))
+    if blob is not None:
+        if len(blob) != 4 * n:
+            raise ProtocolError(f"FP32 {shape} needs {4 * n} bytes, binary_data_size says {len(blob)}")
+        return np.frombuffer(blob, "<f4").reshape(shape)
+    try:
+        x = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ProtocolError("FP32 'data' must hold numbers only") from None
+    if x.size != n:
+        raise ProtocolError(f"FP32 {shape} needs {n} numbers, 'data' holds {x.size}")
+    return x.reshape(shape)
+
+
+def _bytes(shape: list[int], data, blob: bytes | None) -> list[bytes]:
+    if len(shape) != 1:
+        raise ProtocolError(f"BYTES input shape {shape} is not [N]: one encoded photo per batch element")
+    if blob is not None:
+        items, pos = [], 0
+        while pos < len(blob):
+            if pos + 4 > len(blob):
+                raise ProtocolError("BYTES binary data ends inside an element's 4-byte length")
+            (length,) = struct.unpack_from("<I", blob, pos)
+            if pos + 4 + length > len(blob):
+                raise ProtocolError(f"BYTES element {len(items)} says {length} bytes, fewer are left")
+            items.append(blob[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+    else:
+        if not isinstance(data, list):
+            raise ProtocolError("BYTES 'data' must be a list of base64 strings (or {\"b64\": ...} objects)")
+        items = [_b64(d, i) for i, d in enumerate(data)]
+    if len(items) != shape[0]:
+        raise ProtocolError(f"BYTES shape [{shape[0]}] but {len(items)} elements were sent")
+    return items
+
+
+def _b64(value, index: int) -> bytes:
+    if isinstance(value, dict):
+        value = value.get("b64")
+    if not isinstance(value, str):
+        raise ProtocolError(f"BYTES element {index} is not a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"BYTES element {index} is not valid base64") from None
+
+
+def encode_response(probs: np.ndarray, version: str, request_id: str | None, binary: bool) -> tuple[bytes, dict]:
+    """(N, 10) probabilities -> (body, extra headers) of the infer response."""
+    probs = np.ascontiguousarray(probs, dtype="<f4")
+    output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
+    raw = b""
+    if binary:
+        raw = probs.tobytes()
+        output["parameters"] = {"binary_data_size": len(raw)}
+    else:
+        output["data"] = probs.ravel().tolist()
+    head = {"model_name": MODEL_NAME, "model_version": version, "outputs": [output]}
+    if request_id is not None:
+        head["id"] = request_id
+    text = json.dumps(head, separators=(",", ":")).encode()
+    if not binary:
+        return text, {"content-type": "application/json"}
+    return text + raw, {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(text))}

@@ -1,0 +1,30 @@
+"""A real uvicorn server on a free port of 127.0.0.1, in a thread: what browsers and HTTP clients test against."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve the ASGI `app` until the block ends; yields the base URL (http://127.0.0.1:PORT)."""
+    import uvicorn
+
+    from fmnist_edge.serve.app import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
