@@ -295,12 +295,30 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")
 @click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=10.0, show_default=True, help="Largest accepted upload.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads [default: OpenVINO's choice].")
-def serve(model_dir, precision, device, host, port, max_upload_mb, threads):
-    """Serve the kiosk page and its JSON API (POST /predict, GET /health) over one loaded model."""
+@click.option("--repository", type=click.Path(file_okay=False), default=None,
+              help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/) instead of --model: "
+                   "the newest version that verifies, and each new version as it appears.")
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository):
+    """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2) and
+    Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model repository."""
     from .serve import serve as run
 
     run(model_dir, precision=precision, device=device, host=host, port=port,
-        max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo)
+        max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository)
+
+
+@cli.command()
+@click.argument("artifacts", type=click.Path(), default="artifacts")
+@click.argument("repository", type=click.Path(file_okay=False))
+@click.option("--precision", type=click.Choice(("fp32", "fp16", "int8")), default="fp32", show_default=True,
+              help="Which converted IR becomes the new version.")
+def publish(artifacts, repository, precision):
+    """Add ARTIFACTS' verified model to REPOSITORY as its next version (REPOSITORY/fmnist/<N>/, written under a
+    hidden name and renamed into place: a server watching the repository swaps it in)."""
+    from .convert.serving import publish as run
+
+    folder = run(artifacts, repository, precision)
+    click.echo(f"published {artifacts} ({precision}) as {folder}")
 
 
 @cli.command()

@@ -12,11 +12,13 @@ import numpy as np
 
 from .. import data
 from ..atomic import write_json
+from ..contract import FIRST_VERSION, MODEL_NAME
 from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError
 from ..runtime.manifest import PRECISIONS  # bf16: the fp32 IR computed in bf16 (a runtime mode, no files of its own)
 from . import check as checks
 from . import manifest as mf
 from .onnx_export import DEFAULT_OPSET, OPSETS
+from .serving import write_version_manifest
 from .source import locate
 
 FORMATS = ("openvino", "onnx")
@@ -181,6 +183,9 @@ def _convert(model, stage, work, formats, precisions, opset, calib_size, n_check
             record("onnx", "fp32", [onnx_path], lambda: (checks.onnx_probs(onnx_path, x_check), None))
     manifest = mf.build(source.path, source.kind, artifacts)
     write_json(stage / mf.FILENAME, manifest)
+    version_dir = stage / "serving" / MODEL_NAME / FIRST_VERSION
+    if version_dir.is_dir():  # the serving layout's version verifies on its own, with the fp32 check's figures
+        write_version_manifest(version_dir, manifest, "fp32")
     log(f"converted and checked in {time.perf_counter() - t0:.0f} s")
     return manifest
 

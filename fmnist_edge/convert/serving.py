@@ -1,13 +1,25 @@
-"""The model-repository layout OpenVINO Model Server loads as it is: serving/fmnist/1/model.xml|bin + config.json."""
+"""Model repositories in the layout OpenVINO Model Server, Triton and KServe load: <root>/fmnist/<version>/model.xml|bin.
+
+Each version folder also holds its own manifest.json (the IR's sizes and sha256 hashes, the class names, the
+check figures `convert` measured), so a copied folder verifies on its own: `Classifier.load(version_folder)`
+and `fmnist-edge serve --repository ROOT` read it. `convert` writes version 1 into the artifact folder's
+`serving/`; `publish` adds the next version to any repository, atomically.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from ..contract import FIRST_VERSION as VERSION
 from ..contract import MODEL_NAME
+from ..errors import ArtifactError, ConfigError
+
+# the precisions a version folder can hold; bf16 is the fp32 IR computed in bf16
+PUBLISHABLE = ("fp32", "fp16", "int8")
 
 
 def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
@@ -22,6 +34,62 @@ def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
     }
     (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return [*copies, root / "config.json"]
+
+
+def version_manifest(version_dir: Path, manifest: dict, precision: str) -> dict:
+    """The manifest of one version folder holding the `precision` IR as model.xml|bin: the artifact folder's
+    manifest with only that IR's entries (and bf16's, for an fp32 IR), the paths made relative to the folder."""
+    from .manifest import file_entry
+
+    entries = []
+    for e in manifest.get("artifacts", []):
+        if e.get("format") == "openvino" and (e.get("precision") == precision or (precision == "fp32" and e.get("precision") == "bf16")):
+            files = [file_entry(version_dir, version_dir / name) for name in ("model.xml", "model.bin")]
+            entries.append({**e, "files": files})
+    return {**manifest, "artifacts": entries, "repository": {"model": MODEL_NAME, "version": version_dir.name}}
+
+
+def write_version_manifest(version_dir: Path, manifest: dict, precision: str = "fp32") -> None:
+    (version_dir / "manifest.json").write_text(json.dumps(version_manifest(version_dir, manifest, precision), indent=2) + "\n")
+
+
+def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precision: str = "fp32") -> Path:
+    """Add the verified `precision` IR of an artifact folder to `repository` as its next version; returns the
+    new version folder. The folder is filled under a hidden name and renamed into place, so a server that
+    watches the repository never sees half of it."""
+    from ..runtime.manifest import locate, read_manifest
+
+    if precision not in PUBLISHABLE:
+        raise ConfigError(f"cannot publish precision {precision!r}; choose one of {', '.join(PUBLISHABLE)} "
+                          "(bf16 is the fp32 IR: publish fp32 and serve it with --precision bf16)")
+    files = locate(artifacts, precision)  # verifies the hashes before anything is copied
+    manifest = read_manifest(Path(artifacts))
+    base = Path(repository) / MODEL_NAME
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=base))
+    except OSError as exc:
+        raise ArtifactError(f"cannot write in {base}: {exc.strerror or exc}; choose a writable repository") from None
+    try:
+        for src, name in ((files.xml, "model.xml"), (files.xml.with_suffix(".bin"), "model.bin")):
+            shutil.copyfile(src, stage / name)
+        write_version_manifest(stage, manifest, precision)
+        for path in stage.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(stage, 0o755)
+        while True:  # the next free number; a concurrent publisher that takes it first makes us try the next
+            version = base / str(max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) + 1)
+            try:
+                os.rename(stage, version)  # atomic; fails if the name exists (non-empty) or races
+                return version
+            except OSError:
+                if not version.exists():
+                    raise
+    except OSError as exc:
+        raise ArtifactError(f"cannot publish into {base}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def serve_command(root: Path) -> str:

@@ -260,7 +260,8 @@ class Source:
             if not data:
                 raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
             self.what = f"{len(data)} bytes"
-        elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+                and image.shape[:2] != (28, 28):  # 28x28 gray saved as RGB is still dataset form (below)
             _check_size(image.shape[1], image.shape[0], "array")  # an RGB frame: straight to gray, in C
             self._levels[1] = Image.fromarray(np.ascontiguousarray(image), "RGB").convert("L")
             self.size = self._levels[1].size

@@ -57,8 +57,8 @@ class _SecurityHeaders:
 
 def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
                version: str = FIRST_VERSION):
-    """The ASGI app around `classifier` (a loaded `fmnist_edge.runtime.Classifier`, shared by all requests),
-    served under the Open Inference Protocol as model `fmnist`, version `version`."""
+    """The ASGI app around `classifier`: a loaded `fmnist_edge.runtime.Classifier` (served as model `fmnist`,
+    version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests."""
     require("starlette", 'pip install "fmnist-edge[kiosk]"')
     require("python_multipart", 'pip install "fmnist-edge[kiosk]"')
     require("prometheus_client", 'pip install "fmnist-edge[kiosk]"')
@@ -75,12 +75,27 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     from ..runtime.preprocess import FRAME_SHORT_SIDE
     from . import v2
     from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+    from .repository import Models, UnknownVersion
 
     if max_upload_bytes < 1024:
         raise ConfigError(f"the upload limit must be at least 1 KiB, got {max_upload_bytes} bytes")
     started = time.monotonic()
     stats = {"predictions": 0, "rejected": 0}
+    models = classifier if isinstance(classifier, Models) else Models(classifier, version)
+    version, classifier = models.get()
     metrics = Metrics(classifier, version)
+    if hasattr(models, "_on_swap"):
+        models._on_swap = metrics.set_model
+
+    def model_for(request: Request):
+        """(version, classifier) for this request: the one asked for in the path, else the current one."""
+        name, asked = request.path_params.get("name", v2.MODEL_NAME), request.path_params.get("version")
+        v2.check_model(name, None, "")
+        try:
+            return models.get(asked)
+        except UnknownVersion:
+            raise v2.ProtocolError(f"model {v2.MODEL_NAME!r} has no version {asked!r} loaded; it serves "
+                                   f"{', '.join(models.versions())}", 404) from None
     versions_now = versions()
     limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
 
@@ -139,7 +154,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
 
             def classify():
                 t, timings = time.perf_counter(), {}
-                p = classifier.predict(data, top_k=top_k, timings=timings)
+                p = models.get()[1].predict(data, top_k=top_k, timings=timings)
                 metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
                 return p, time.perf_counter() - t
 
@@ -163,9 +178,11 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
         })
 
     async def health(request: Request) -> JSONResponse:
+        current, clf = models.get()
         return JSONResponse({
             "status": "ok",
-            "model": {**classifier.describe(), "class_names": list(classifier.class_names), **(model_info or {})},
+            "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
+                      "versions": models.versions(), **(model_info or {})},
             "versions": versions_now,
             "uptime_s": round(time.monotonic() - started, 1),
             "predictions": stats["predictions"],
@@ -181,7 +198,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     async def v2_server(request: Request) -> JSONResponse:
-        return JSONResponse({"name": "fmnist-edge", "version": versions_now.get("fmnist-edge") or "",
+        return JSONResponse({"name": "fmnist-edge", "version": _package_version(),
                              "extensions": ["binary_tensor_data"]})
 
     async def v2_live(request: Request) -> JSONResponse:
@@ -192,14 +209,14 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
 
     async def v2_model(request: Request) -> JSONResponse:
         try:
-            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+            model_for(request)
         except v2.ProtocolError as exc:
             return v2_error(exc, exc.status)
-        return JSONResponse(v2.model_metadata(version))
+        return JSONResponse(v2.model_metadata(models.versions()))
 
     async def v2_model_ready(request: Request) -> JSONResponse:
         try:
-            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+            model_for(request)
         except v2.ProtocolError as exc:
             return v2_error(exc, exc.status)
         return JSONResponse({"name": v2.MODEL_NAME, "ready": True})
@@ -207,14 +224,14 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     async def v2_infer(request: Request) -> Response:
         endpoint = request.scope.get("state", {}).get("endpoint", "/v2/models/{name}/infer")
         try:
-            v2.check_model(request.path_params["name"], request.path_params.get("version"), version)
+            served, clf = model_for(request)  # held to the end of the request, whatever is swapped in meanwhile
             req = v2.decode_request(await read_body(request), request.headers)
 
             def infer():
                 t0 = time.perf_counter()
-                x = req.tensor if req.tensor is not None else classifier.to_input(req.photos)
+                x = req.tensor if req.tensor is not None else clf.to_input(req.photos)
                 t1 = time.perf_counter()
-                probs = classifier.predict_tensor(x)
+                probs = clf.predict_tensor(x)
                 metrics.observe_model(endpoint, None if req.tensor is not None else t1 - t0, time.perf_counter() - t1)
                 return probs
 
@@ -228,7 +245,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
         except FmnistEdgeError as exc:
             return v2_error(exc, 500)
         stats["predictions"] += req.batch
-        body, headers = v2.encode_response(probs, version, req.id, req.binary_output)
+        body, headers = v2.encode_response(probs, served, req.id, req.binary_output)
         return Response(body, headers=headers)
 
     async def prometheus(request: Request) -> Response:
@@ -260,9 +277,18 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
         ],
         exception_handlers={500: server_error},
     )
-    app.state.classifier = classifier
+    app.state.models = models
     app.state.metrics = metrics
     return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fmnist-edge")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return ""
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -297,21 +323,39 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU", host: str = "127.0.0.1",
-          port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print) -> None:
-    """Load one Classifier, then serve the kiosk until interrupted."""
+          port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
+          repository: str | None = None) -> None:
+    """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
+    and the inference protocol until interrupted."""
     require("uvicorn", 'pip install "fmnist-edge[kiosk]"')
     import uvicorn
 
     from ..runtime import Classifier
+    from .repository import Repository
 
-    clf = Classifier.load(model, precision=precision, device=device, threads=threads)
-    app = create_app(clf, max_upload_bytes=max_upload_bytes)
+    def load(path):
+        return Classifier.load(path, precision=precision, device=device, threads=threads)
+
     sock = _listen(host, port)
+    if repository is not None:
+        models = Repository(repository, load, log=log)
+        version, clf = models.get()
+        source = f"{models.base}/{version} (watching {models.base} for new versions)"
+    else:
+        clf = models = load(model)
+        source = model
+    app = create_app(models, max_upload_bytes=max_upload_bytes)
     shown = f"[{host}]" if ":" in host else host
     chosen = f"{clf.precision}, chosen by auto" if clf.choice else clf.precision
-    log(f"model: {model} ({chosen} on {clf.device}, computes in {clf.inference_precision})")
-    log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops)")
+    log(f"model: {source} ({chosen} on {clf.device}, computes in {clf.inference_precision})")
+    log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops); inference protocol under /v2, metrics at /metrics")
     if not is_loopback(host):
         log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
+    if repository is not None:
+        models.start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if repository is not None:
+            models.close()

@@ -39,13 +39,18 @@ class Metrics:
         self.inference = Histogram("fmnist_edge_inference_duration_seconds", "The model call",
                                    ["endpoint"], buckets=BUCKETS, registry=r)
         self.in_flight = Gauge("fmnist_edge_requests_in_flight", "Requests being handled now", registry=r)
-        info = Gauge("fmnist_edge_model_info", "The model served (value 1)",
-                     ["model", "version", "precision", "device", "inference_precision"], registry=r)
-        info.labels(model="fmnist", version=version, precision=classifier.precision, device=classifier.device,
-                    inference_precision=str(classifier.inference_precision)).set(1)
+        self.info = Gauge("fmnist_edge_model_info", "The model served (value 1)",
+                          ["model", "version", "precision", "device", "inference_precision"], registry=r)
+        self.set_model(version, classifier)
         started = time.monotonic()
         uptime = Gauge("fmnist_edge_uptime_seconds", "Seconds since the server started", registry=r)
         uptime.set_function(lambda: time.monotonic() - started)
+
+    def set_model(self, version: str, classifier) -> None:
+        """The model now served: one series of fmnist_edge_model_info, the previous one removed."""
+        self.info.clear()
+        self.info.labels(model="fmnist", version=version, precision=classifier.precision, device=classifier.device,
+                         inference_precision=str(classifier.inference_precision)).set(1)
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()

@@ -53,10 +53,10 @@ class InferRequest:
         return len(self.photos) if self.tensor is None else int(self.tensor.shape[0])
 
 
-def model_metadata(version: str, platform: str = "openvino_ir") -> dict:
+def model_metadata(versions: list[str], platform: str = "openvino_ir") -> dict:
     return {
         "name": MODEL_NAME,
-        "versions": [version],
+        "versions": list(versions),
         "platform": platform,
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, 10]}],

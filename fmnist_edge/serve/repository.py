@@ -1,0 +1,147 @@
+"""A versioned model repository served with hot reload: <root>/fmnist/<N>/, the newest version that verifies.
+
+A thread polls the repository; a new version folder (renamed into place, as `fmnist-edge publish` does) is
+verified against its own manifest.json, compiled and warmed up (batch 1 and a batch) in that thread, and only
+then swapped in, so no request waits for it or fails. Requests take the current classifier when they start and
+keep it to their end: an old version is released when its last request is done. The newest `KEEP` versions stay
+loaded for explicit /versions/N requests. A version that fails verification or loading is logged once and
+refused (tried again only if its folder changes); the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..contract import MODEL_NAME
+from ..errors import FmnistEdgeError, ModelFileError
+
+KEEP = 2  # versions kept loaded: the current one and the one before it
+POLL_S = 1.0
+
+
+class UnknownVersion(LookupError):
+    """A version that is not loaded (never was, was refused, or was released)."""
+
+
+class Models:
+    """One fixed classifier as version `version`: what `serve --model` serves."""
+
+    def __init__(self, classifier, version: str):
+        self._version, self._classifier = version, classifier
+
+    def get(self, version: str | None = None):
+        if version is not None and version != self._version:
+            raise UnknownVersion(version)
+        return self._version, self._classifier
+
+    def versions(self) -> list[str]:
+        return [self._version]
+
+    def close(self) -> None:
+        pass
+
+
+class Repository(Models):
+    """The versions of `root`/fmnist/ (or of `root` itself when it is that folder), newest verified first."""
+
+    def __init__(self, root, load: Callable[[Path], object], log: Callable[[str], None] = print,
+                 poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None):
+        root = Path(root)
+        self.base = root if root.name == MODEL_NAME and not (root / MODEL_NAME).is_dir() else root / MODEL_NAME
+        self._load, self._log, self._poll_s, self._on_swap = load, log, poll_s, on_swap
+        self._lock = threading.Lock()
+        self._loaded: dict[str, object] = {}  # version -> classifier, oldest first
+        self._current: str | None = None
+        self._refused: dict[str, float] = {}  # version -> folder mtime when refused
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not self.base.is_dir():
+            raise ModelFileError(f"{root} is not a model repository: it has no {MODEL_NAME}/<version>/ folders "
+                                 "(`fmnist-edge publish ARTIFACTS REPOSITORY` makes one; an artifact folder's serving/ is one)")
+        for version in reversed(self._versions_on_disk()):
+            if self._try(version):
+                break
+        if self._current is None:
+            raise ModelFileError(f"no version in {self.base} verifies and loads"
+                                 + (f" (refused: {', '.join(self._refused)})" if self._refused else " (it is empty)"))
+
+    # ---------------------------------------------------------------- requests
+
+    def get(self, version: str | None = None):
+        """(version, classifier): the current one, or the loaded `version`; UnknownVersion otherwise."""
+        with self._lock:
+            key = self._current if version is None else version
+            if key not in self._loaded:
+                raise UnknownVersion(version)
+            return key, self._loaded[key]
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return list(self._loaded)
+
+    @property
+    def current(self) -> str:
+        return self._current
+
+    # ---------------------------------------------------------------- watching
+
+    def start(self) -> "Repository":
+        self._thread = threading.Thread(target=self._watch, name="fmnist-repository", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def poll(self) -> None:
+        """Load every version newer than the current one that appeared since the last poll (newest wins)."""
+        for version in self._versions_on_disk():
+            if int(version) > int(self._current):
+                self._try(version)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any surprise; say it and go on
+                self._log(f"repository: poll failed ({type(exc).__name__}: {exc})")
+
+    def _versions_on_disk(self) -> list[str]:
+        try:
+            return sorted((p.name for p in self.base.iterdir() if p.name.isdigit() and p.is_dir()), key=int)
+        except OSError:
+            return []
+
+    def _try(self, version: str) -> bool:
+        folder = self.base / version
+        try:
+            mtime = folder.stat().st_mtime
+        except OSError:
+            return False
+        if self._refused.get(version) == mtime:
+            return False
+        try:
+            clf = self._load(folder)
+            clf.predict_tensor(np.zeros((1, 28, 28, 1), np.float32))  # warm up both compiles before serving
+            clf.predict_tensor(np.zeros((2, 28, 28, 1), np.float32))
+        except FmnistEdgeError as exc:
+            self._refused[version] = mtime
+            self._log(f"repository: refused version {version} ({exc}); still serving version {self._current}")
+            return False
+        with self._lock:
+            self._loaded[version] = clf
+            if self._current is None or int(version) > int(self._current):
+                self._current = version
+            for old in sorted(self._loaded, key=int)[:-KEEP]:
+                del self._loaded[old]  # released when the last request holding it ends
+        self._log(f"repository: serving version {self._current} ({clf.precision}, {time.strftime('%H:%M:%S')})")
+        if self._on_swap is not None:
+            self._on_swap(self._current, self._loaded[self._current])
+        return True
