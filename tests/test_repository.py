@@ -147,3 +147,15 @@ def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
 def test_serve_refuses_a_repository_without_versions_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["serve", "--repository", str(tmp_path), "--port", "0"])
     assert r.exit_code != 0 and "not a model repository" in r.output and "Traceback" not in r.output
+
+
+def test_load_on_a_served_repository_with_reloads_fails_nothing(converted):
+    """The load benchmark at small scale: a server process, both request kinds, a publish midway each step."""
+    from fmnist_edge.benchmarks.load import load_test
+
+    res = load_test(converted, concurrency=(1, 4), seconds=2.0, log=lambda s: None)
+    assert [(r["kind"], r["concurrency"]) for r in res["rows"]] == [
+        ("v2 binary FP32", 1), ("v2 binary FP32", 4), ("JPEG 640x480 /predict", 1), ("JPEG 640x480 /predict", 4)]
+    for r in res["rows"]:
+        assert r["failed"] == 0 and r["requests"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0, r
+    assert res["published"] == 5 and int(res["serving_at_end"]) >= 2

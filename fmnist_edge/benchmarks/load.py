@@ -1,0 +1,140 @@
+"""Load on a live `fmnist-edge serve --repository`: requests/s and latency per concurrency, a hot reload in the middle.
+
+The server runs in its own process (as in a shop), the clients are threads of this one, each with its own
+keep-alive connection (`http.client`), so the figures include HTTP, the protocol and the model, and nothing
+of the client's own imports. Two kinds of request: the Open Inference Protocol with a binary FP32 tensor
+(batch 1), and a camera JPEG (640x480) posted to the kiosk's /predict. Midway through each step a new
+version is published into the repository: every request must still succeed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import MODEL_NAME
+
+
+def _binary_request(x: np.ndarray) -> tuple[bytes, dict]:
+    raw = np.ascontiguousarray(x, "<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": list(x.shape),
+                                   "parameters": {"binary_data_size": len(raw)}}],
+                       "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}).encode()
+    return head + raw, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+
+
+def start_server(repository: Path, precision: str = "fp32", timeout: float = 60.0) -> tuple[subprocess.Popen, int]:
+    """`fmnist-edge serve --repository` on a free port of 127.0.0.1 in a child process -> (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", "serve", "--repository", str(repository),
+                             "--port", "0", "--precision", precision],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
+            return proc, int(m.group(1))
+    proc.kill()
+    raise RuntimeError("the server did not start: " + "".join(lines)[-2000:])
+
+
+def _client(port: int, path: str, body: bytes, headers: dict, stop: threading.Event, out: list, errors: list) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while not stop.is_set():
+        t = time.perf_counter()
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                errors.append(f"HTTP {r.status}")
+            else:
+                out.append(time.perf_counter() - t)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(repr(exc))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.close()
+
+
+def run(port: int, path: str, body: bytes, headers: dict, concurrency: int, seconds: float,
+        midway=None) -> dict:
+    """`concurrency` clients for `seconds`; `midway()` is called halfway through -> one result row."""
+    stop, latencies, errors = threading.Event(), [], []
+    threads = [threading.Thread(target=_client, args=(port, path, body, headers, stop, latencies, errors))
+               for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 2)
+    if midway is not None:
+        midway()
+    time.sleep(seconds / 2)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    wall = time.perf_counter() - t0
+    ms = np.asarray(latencies) * 1e3
+    return {"concurrency": concurrency, "requests": len(latencies), "failed": len(errors),
+            "errors": sorted(set(errors))[:5], "requests_per_s": round(len(latencies) / wall, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else None,
+            "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else None}
+
+
+def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precision: str = "fp32",
+              reload: bool = True, log=print) -> dict:
+    """Publish `artifacts` into a fresh repository, serve it, and measure both request kinds at each
+    concurrency, publishing a new version midway through each step."""
+    from ..convert.serving import publish
+    from ..data import load
+    from ..runtime import to_model_input
+    from .photos import make_photos
+
+    ds = load()
+    x = to_model_input(ds.x_test[:1])
+    jpeg = make_photos(ds.x_test[:1], ds.y_test[:1], conditions=("camera",), sizes=("vga",))[0].data
+    kinds = {"v2 binary FP32": ("/v2/models/fmnist/infer", *_binary_request(x)),
+             "JPEG 640x480 /predict": ("/predict", jpeg, {"Content-Type": "image/jpeg"})}
+    root = Path(tempfile.mkdtemp(prefix="fmnist-load-"))
+    proc = None
+    try:
+        publish(artifacts, root, precision if precision != "bf16" else "fp32")
+        proc, port = start_server(root, precision)
+        rows = []
+        for kind, (path, body, headers) in kinds.items():
+            for c in concurrency:
+                midway = (lambda: publish(artifacts, root, precision if precision != "bf16" else "fp32")) if reload else None
+                row = {"kind": kind, **run(port, path, body, headers, c, seconds, midway)}
+                log(f"{kind:<22} concurrency {c:>3}: {row['requests_per_s']:>8.1f} req/s, p50 {row['p50_ms']} ms, "
+                    f"p99 {row['p99_ms']} ms, {row['failed']} failed")
+                rows.append(row)
+        versions = sorted((p.name for p in (root / MODEL_NAME).iterdir() if p.name.isdigit()), key=int)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        serving = json.loads(conn.getresponse().read())["model"]["version"]
+        conn.close()
+        return {"rows": rows, "published": len(versions), "serving_at_end": serving, "precision": precision,
+                "seconds_per_step": seconds}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
