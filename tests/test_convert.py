@@ -162,8 +162,13 @@ def test_serving_layout_is_a_model_repository(converted):
     (entry,) = config["model_config_list"]
     assert entry["config"]["name"] == "fmnist"
     base = folder / "serving" / entry["config"]["base_path"]  # relative to config.json, as OVMS resolves it
-    assert sorted(p.name for p in (base / "1").iterdir()) == ["model.bin", "model.xml"]
+    assert sorted(p.name for p in (base / "1").iterdir()) == ["manifest.json", "model.bin", "model.xml"]
     assert (base / "1/model.bin").read_bytes() == (folder / "openvino/fp32/model.bin").read_bytes()
+    # the version carries its own hashes and the fp32 check's figures, so it verifies on its own
+    version = json.loads((base / "1/manifest.json").read_text())
+    assert [(a["precision"], [f["path"] for f in a["files"]]) for a in version["artifacts"]][0] == ("fp32", ["model.xml", "model.bin"])
+    assert version["artifacts"][0]["check"] == next(a for a in json.loads((folder / "manifest.json").read_text())["artifacts"]
+                                                    if (a["format"], a["precision"]) == ("openvino", "fp32"))["check"]
 
 
 def test_rerun_replaces_cleanly_and_keeps_train_files(converted, tmp_path):
