@@ -83,7 +83,7 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
 
 def test_min_acc_gate_fails_the_command(bench_folder, tmp_path):
     res = CliRunner().invoke(cli, ["bench", str(bench_folder), "--backends", "onnxruntime", "--quick", "--iters", "10",
-                                   "--warmup", "1", "--batch-sizes", "1", "--no-cold-start", "--min-acc", "0.999",
+                                   "--warmup", "1", "--batch-sizes", "1", "--no-cold-start", "--no-photos", "--min-acc", "0.999",
                                    "--out", str(tmp_path)])
     assert res.exit_code != 0 and "accuracy below --min-acc 0.999" in res.output
 

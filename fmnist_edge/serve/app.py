@@ -91,7 +91,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     def model_for(request: Request):
         """(version, classifier) for this request: the one asked for in the path, else the current one."""
         name, asked = request.path_params.get("name", v2.MODEL_NAME), request.path_params.get("version")
-        v2.check_model(name, None, "")
+        v2.check_model(name)
         try:
             return models.get(asked)
         except UnknownVersion:

@@ -63,12 +63,10 @@ def model_metadata(versions: list[str], platform: str = "openvino_ir") -> dict:
     }
 
 
-def check_model(name: str, version: str | None, served: str) -> None:
-    """404 unless `name` (and `version`, when given) is the model being served."""
+def check_model(name: str) -> None:
+    """404 unless `name` is the model being served (its versions are the repository's business)."""
     if name != MODEL_NAME:
         raise ProtocolError(f"unknown model {name!r}; this server serves {MODEL_NAME!r}", 404)
-    if version is not None and version != served:
-        raise ProtocolError(f"model {MODEL_NAME!r} has no version {version!r}; it serves version {served}", 404)
 
 
 def decode_request(body: bytes, headers) -> InferRequest:
