@@ -112,7 +112,9 @@ def test_manifest_schema_and_hashes(converted):
     assert manifest["schema_version"] == 1 and manifest["created"].endswith("+00:00")
     assert manifest["source"] == {"path": str(folder / "saved_model"), "kind": "saved_model"}
     assert manifest["class_names"] == list(data.CLASS_NAMES)
-    assert manifest["input"] == {"name": "image", "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1]}
+    assert {k: v for k, v in manifest["input"].items() if k != "preprocessing"} == {
+        "name": "image", "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1]}
+    assert "to_dataset_form" in manifest["input"]["preprocessing"]
     assert manifest["output"] == {"name": "probabilities", "shape": [-1, 10], "dtype": "float32"}
     assert set(manifest["versions"]) >= {"tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime", "fmnist_edge"}
     assert all(manifest["versions"].values())
