@@ -18,6 +18,8 @@ from ..quiet import keras as _keras
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
 from .devices import describe_strategy, dtype_policy, select_strategy
+from .bnstats import IMAGES as BN_IMAGES
+from .bnstats import recalibrate
 from .modelio import export_twin, save_model
 from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
 from .pipeline import make_dataset
@@ -28,6 +30,9 @@ warnings.filterwarnings("ignore", message=r".*(HDF5 file|legacy|`shuffle=True` w
 logging.getLogger("absl").setLevel(logging.ERROR)
 
 ARTIFACT_MARKER = "metadata.json"
+
+
+RECALIBRATE_BN = True  # bnstats.recalibrate after fit (off only to measure what it changes)
 
 
 def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
@@ -127,6 +132,8 @@ def train(cfg: TrainConfig, log=print, strategy=None) -> dict:
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
         model = export_twin(model, cfg.arch)
+        if RECALIBRATE_BN and recalibrate(model, x_tr):
+            log(f"batch-norm statistics re-estimated on {min(len(x_tr), BN_IMAGES):,} training images")
         save_model(model, stage)
         from .report import evaluate_and_report
 
