@@ -144,3 +144,12 @@ def test_metrics_count_requests_by_route_and_time_the_stages(url, client, fmnist
     assert 'fmnist_edge_model_info{device="CPU",inference_precision="f32",model="fmnist",precision="fp32",version="1"} 1.0' in text
     assert value("fmnist_edge_uptime_seconds") > 0 and "fmnist_edge_requests_in_flight" in text
     assert "/v2/models/fmnist/infer" not in text  # raw paths never become labels
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/fmnist/infer"])
+@pytest.mark.parametrize("mb", [11, 30])
+def test_an_oversized_upload_gets_its_413_even_from_a_client_that_sends_it_all_first(url, path, mb):
+    """urllib writes the whole body before it reads: the server used to answer and close with the body unread,
+    and the client saw a connection reset instead of the 413."""
+    status, raw = _post(url, path, b"\0" * (mb * 2**20), {"Content-Type": "image/jpeg"})
+    assert status == 413 and "over the 10.0 MiB limit" in json.loads(raw)["error"]

@@ -18,6 +18,8 @@ from ..contract import FIRST_VERSION
 from ..errors import ConfigError, FmnistEdgeError, ImageSizeError, InputImageError, require
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-5 MB
+DRAIN_BYTES = 64 * 1024 * 1024  # a refused upload is read (and dropped) up to this much, so the client sees the 413
+DRAIN_S = 10.0
 INLINE_BATCH = 4  # FP32 batches up to this size run on the event loop (see v2_infer)
 STATIC = Path(__file__).with_name("static")
 # Content types a client may label an image upload with; the bytes are still sniffed by the decoder.
@@ -103,14 +105,21 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_upload_bytes:
+            await _drain(request.receive)
             raise _HTTPError(413, f"upload of {int(declared):,} bytes is over the {limit_text} limit; send a smaller photo")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise _HTTPError(400, "the client went away before its upload ended")
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_upload_bytes:
+                await _drain(request.receive)
                 raise _HTTPError(413, f"upload is over the {limit_text} limit; send a smaller photo")
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def image_bytes(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -283,6 +292,21 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     app.state.models = models
     app.state.metrics = metrics
     return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
+
+
+async def _drain(receive, limit: int = DRAIN_BYTES, seconds: float = DRAIN_S) -> None:
+    """Read and drop the rest of a refused upload (at most `limit` bytes, `seconds` long) before answering: a
+    client that sends its whole body before it reads (urllib, requests) then gets the 413 instead of a
+    connection reset, which is what closing a socket with unread data in it sends."""
+    import anyio
+
+    seen = 0
+    with anyio.move_on_after(seconds):
+        while seen <= limit:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            seen += len(message.get("body", b""))
 
 
 def _package_version() -> str:
