@@ -153,3 +153,18 @@ def test_an_oversized_upload_gets_its_413_even_from_a_client_that_sends_it_all_f
     and the client saw a connection reset instead of the 413."""
     status, raw = _post(url, path, b"\0" * (mb * 2**20), {"Content-Type": "image/jpeg"})
     assert status == 413 and "over the 10.0 MiB limit" in json.loads(raw)["error"]
+
+
+def test_a_stalled_upload_is_answered_408_and_closed(clf):
+    """A request that announces a body and never sends it used to hold its connection for ever."""
+    import socket
+
+    with live_server(create_app(clf, body_timeout_s=1.0)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: kiosk\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+                      + b"\xff\xd8\xff" * 10)
+            answer = b""
+            while chunk := s.recv(65536):  # until the server closes the connection
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer

@@ -20,6 +20,7 @@ from ..errors import ConfigError, FmnistEdgeError, ImageSizeError, InputImageErr
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-5 MB
 DRAIN_BYTES = 64 * 1024 * 1024  # a refused upload is read (and dropped) up to this much, so the client sees the 413
 DRAIN_S = 10.0
+BODY_TIMEOUT_S = 30.0  # an upload whose body has not all arrived by then is answered 408 and its connection closed
 INLINE_BATCH = 4  # FP32 batches up to this size run on the event loop (see v2_infer)
 STATIC = Path(__file__).with_name("static")
 # Content types a client may label an image upload with; the bytes are still sniffed by the decoder.
@@ -59,7 +60,7 @@ class _SecurityHeaders:
 
 
 def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
-               version: str = FIRST_VERSION):
+               version: str = FIRST_VERSION, body_timeout_s: float = BODY_TIMEOUT_S):
     """The ASGI app around `classifier`: a loaded `fmnist_edge.runtime.Classifier` (served as model `fmnist`,
     version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests."""
     require("starlette", 'pip install "fmnist-edge[kiosk]"')
@@ -107,19 +108,23 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
         if declared.isdigit() and int(declared) > max_upload_bytes:
             await _drain(request.receive)
             raise _HTTPError(413, f"upload of {int(declared):,} bytes is over the {limit_text} limit; send a smaller photo")
+        import anyio
+
         chunks, size = [], 0
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise _HTTPError(400, "the client went away before its upload ended")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_upload_bytes:
-                await _drain(request.receive)
-                raise _HTTPError(413, f"upload is over the {limit_text} limit; send a smaller photo")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        with anyio.move_on_after(body_timeout_s):  # a stalled upload must not hold a connection for ever
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise _HTTPError(400, "the client went away before its upload ended")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_upload_bytes:
+                    await _drain(request.receive)
+                    raise _HTTPError(413, f"upload is over the {limit_text} limit; send a smaller photo")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        raise _HTTPError(408, f"the upload did not arrive within {body_timeout_s:g} s ({size:,} bytes came); send it again")
 
     async def image_bytes(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
