@@ -267,7 +267,9 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
     failed = 0
     # decoded and preprocessed on every core, classified in batches, printed in input order as they finish;
     # worker processes (free of the GIL, ~0.5 s to start) once there are enough files to pay for them
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from .host import usable_cores
+
+    cores = usable_cores()
     processes = cores if cores > 1 and len(files) >= PROCESSES_FROM else 0
     for path, p in zip(files, clf.predict_iter(files, top_k=top_k, errors="return", processes=processes)):
         if isinstance(p, FmnistEdgeError):  # one bad image does not stop the others

@@ -3,6 +3,7 @@
 - `cpu_model()`: the CPU's name, recorded with training runs and benchmark results.
 - `cpu_flags()` / `cpu_has_bf16()`: whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16),
   which decides the default training precision on a CPU.
+- `usable_cores()`: the cores this process may run on (its affinity), what thread and process pools size to.
 - Steal: how much CPU time the hypervisor took from this VM (Linux "steal"). On a shared cloud host a 2-core VM
   can lose a quarter of its CPU time to neighbours; a training wall time or a benchmark figure is only comparable
   with the steal measured over the same span.
@@ -15,6 +16,14 @@ import os
 import platform
 
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import data
 from ..errors import ConfigError, FmnistEdgeError
-from ..host import StealMeter, steal_seconds
+from ..host import StealMeter, steal_seconds, usable_cores
 from .backends import BACKENDS, DEFAULT_BACKENDS, Backend, make_backends
 from .coldstart import cold_start
 from .loop import timed_loop
@@ -60,7 +60,7 @@ class BenchConfig:
         if self.threads < 0:
             raise ConfigError("--threads must be >= 1 (0 = all usable cores)")
         if not self.threads:
-            self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            self.threads = usable_cores()
         if not (Path(self.folder) / "saved_model").is_dir() and not (Path(self.folder) / "openvino").is_dir():
             raise ConfigError(f"{self.folder} holds no trained or converted model; run `fmnist-edge train` and `fmnist-edge convert` first")
         return self

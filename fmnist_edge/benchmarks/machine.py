@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..host import cpu_flags, cpu_model
+from ..host import cpu_flags, cpu_model, usable_cores
 from ..versions import versions as _versions
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
@@ -14,11 +14,7 @@ PACKAGES = ("openvino", "tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx",
 
 def cpu_info() -> dict:
     flags = cpu_flags()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
             "isa": [f for f in ISA_FLAGS if f in flags]}
 
 

@@ -10,11 +10,11 @@ data set's own image and accuracy are reported per condition at VGA.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 from PIL import Image
 
+from ..host import usable_cores
 from . import photos as P
 from .loop import timed_loop
 
@@ -59,8 +59,7 @@ def photo_path(folder, x: np.ndarray, y: np.ndarray, precision: str = "auto", th
                      "over_floor": round(stats["predict_us"] / (stats["decode_floor_us"] + model), 2)})
     m = min(agreement_images, len(x))
     shots = P.make_photos(x[:m], y[:m], sizes=("vga",), seed=seed)
-    return {"precision": clf.precision, "precision_choice": clf.choice, "cores": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(), "sizes": rows,
+    return {"precision": clf.precision, "precision_choice": clf.choice, "cores": usable_cores(), "sizes": rows,
             "conditions": P.agreement(clf, x[:m], y[:m], shots)}
 
 

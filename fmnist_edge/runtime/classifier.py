@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from .. import data
+from ..host import usable_cores
 from ..errors import (
     ConfigError,
     DeviceError,
@@ -62,6 +64,11 @@ class _Slot:
         self.request = compiled.create_infer_request()
         self.request.set_input_tensor(ov.Tensor(x, shared_memory=True))
         self.request.set_output_tensor(0, ov.Tensor(y, shared_memory=True))
+
+    def run(self) -> None:
+        """Infer `pixels` into `probs`; the GIL is released while OpenVINO runs."""
+        self.request.start_async()
+        self.request.wait()
 
 
 class Classifier:
@@ -246,16 +253,12 @@ class Classifier:
         t0 = time.perf_counter()
         pixels = prepare(image, self.polarity)  # uint8 or float32 (28, 28)
         t1 = time.perf_counter()
-        slot = self._borrow()
-        try:
+        with self._slot() as slot:
             _write(pixels, slot.pixels)
-            slot.request.start_async()
-            slot.request.wait()
+            slot.run()
             if timings is not None:
                 timings["prepare_s"], timings["infer_s"] = t1 - t0, time.perf_counter() - t1
             return self._prediction(slot.probs, top_k)
-        finally:
-            self._free.append(slot)
 
     def to_input(self, images) -> np.ndarray:
         """A sequence of images (any accepted input) -> the model's input, float32 (N, 28, 28, 1) in [0, 1],
@@ -279,14 +282,10 @@ class Classifier:
         if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
             raise ImageValueError("the model's input holds values outside [0, 1] (pixel / 255), or NaN/inf")
         if x.shape[0] == 1:
-            slot = self._borrow()
-            try:
+            with self._slot() as slot:
                 slot.pixels[...] = x[0, :, :, 0]
-                slot.request.start_async()
-                slot.request.wait()
+                slot.run()
                 return slot.probs[None].copy()
-            finally:
-                self._free.append(slot)
         batched = self._batches()
         limit = _batch_limit(batched)
         if limit is not None and x.shape[0] > limit:
@@ -486,11 +485,17 @@ class Classifier:
             if processes:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _borrow(self) -> _Slot:
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[_Slot]:
+        """A batch-1 request for this thread alone, returned to the pool when the block ends, error or not."""
         try:
-            return self._free.pop()
+            slot = self._free.pop()
         except IndexError:  # every request is busy in another thread: make one more
-            return _Slot(self._compiled)
+            slot = _Slot(self._compiled)
+        try:
+            yield slot
+        finally:
+            self._free.append(slot)
 
     def _prepare_item(self, image, index: int) -> np.ndarray:
         return _prepare_item(image, index, self.polarity)
@@ -516,8 +521,7 @@ def _workers() -> ThreadPoolExecutor:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-                _pool = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="fmnist-prep")
+                _pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="fmnist-prep")
     return _pool
 
 
