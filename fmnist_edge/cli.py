@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from .benchmarks.backends import DEFAULT_BACKENDS as BENCH_BACKENDS
-from .errors import FmnistEdgeError
+from .contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FORMATS, IR_PRECISIONS, POLARITIES
+from .contract import PRECISIONS as OV_PRECISIONS
+from .errors import FmnistEdgeError, first_line
+from .serve.app import MAX_QUEUE
+from .serve.server import MAX_CONNECTIONS
 from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES, TrainConfig
 from .train.config import PRECISIONS as TRAIN_PRECISIONS
 from .train.models import DEFAULT_ARCH
-
-# The names the converter and the runtime own (convert.FORMATS, runtime.PRECISIONS, runtime.preprocess.POLARITIES),
-# repeated here because importing either package would load OpenVINO for every command; a test keeps them equal.
-FORMATS = ("openvino", "onnx")
-OV_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-POLARITIES = ("auto", "photo", "dataset")
-PROCESSES_FROM = 500  # `predict` prepares images in worker processes from this many files on
 
 
 class Group(click.Group):
@@ -37,9 +35,8 @@ class Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - last resort: still one line
             if os.environ.get("FMNIST_EDGE_DEBUG"):
                 raise
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {first[:300]} (set FMNIST_EDGE_DEBUG=1 for the traceback)"
+                f"unexpected {type(exc).__name__}: {first_line(exc, 300)} (set FMNIST_EDGE_DEBUG=1 for the traceback)"
             ) from None
 
 
@@ -58,7 +55,8 @@ def cli():
 @click.option("--epochs", type=int, default=None, help="Epochs at most (the arch's recipe sets the default).")
 @click.option("--time-budget", "time_budget_min", type=float, default=None, metavar="MINUTES",
               help=f"End the training loop within MINUTES, running the epochs that fit with the learning-rate schedule "
-                   f"fitted to them [default: {TrainConfig.time_budget_min:g} for our models, none for the seeds']; 0 = no limit.")
+                   f"fitted to them [default: {TrainConfig.time_budget_min:g} for our models, none for the source reports' "
+                   f"networks]; 0 = no limit.")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_DEFAULTS)), default=None,
               help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")
@@ -77,13 +75,14 @@ def cli():
 @click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=None,
               help="Compute precision (weights stay float32) [default: auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
                    "else float32]; float16 needs a GPU.")
-def train(arch, no_augment, quick, **opts):
+@click.option("--resume", is_flag=True, help="Go on from the last whole epoch of an interrupted run into --out.")
+def train(arch, no_augment, quick, resume, **opts):
     """Train a CNN on Fashion-MNIST and save .keras, .h5, SavedModel and reports."""
     from .train.config import make_config
     from .train.trainer import train as run
 
     cfg = make_config(arch, quick=quick, augment=False if no_augment else None, **opts)
-    run(cfg, log=click.echo)
+    run(cfg, log=click.echo, resume=resume)
 
 
 @cli.command()
@@ -101,13 +100,9 @@ def evaluate(folder, data_dir, test_limit):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(as_json):
     """List the registered architectures with parameter counts and sources."""
-    from .train.models import create_model, get_entry, list_models, macs
+    from .train.models import catalog
 
-    rows = []
-    for name in list_models():
-        m = create_model(name)
-        e = get_entry(name)
-        rows.append({"name": name, "params": int(m.count_params()), "macs": macs(m), "source": e.source, "summary": e.summary})
+    rows = catalog()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -134,13 +129,16 @@ def _names(known):
 @cli.command()
 @click.argument("model", type=click.Path(), default="artifacts")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: the model's artifact folder].")
-@click.option("--format", "formats", default="openvino,onnx", show_default=True, callback=_names(FORMATS), help="Comma-separated formats.")
-@click.option("--precision", "precisions", default="fp32,fp16,int8", show_default=True,
+@click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=_names(FORMATS),
+              help="Comma-separated formats: openvino, onnx, tflite (LiteRT).")
+@click.option("--precision", "precisions", default=",".join(DEFAULT_PRECISIONS), show_default=True,
               callback=_names(OV_PRECISIONS), help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: 17].")
-@click.option("--calib-size", type=click.IntRange(min=1), default=300, show_default=True, help="INT8 calibration images from the training split.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=300, show_default=True,
+              help="INT8 calibration images from the training split.")
 @click.option("--check", default="1000", show_default=True, help="Test images each artifact is checked on, or 'all'.")
-@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Largest INT8 accuracy drop allowed (absolute).")
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Largest INT8 accuracy drop allowed (absolute).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert(model, out, formats, precisions, opset, calib_size, check, max_drop, data_dir, as_json):
@@ -171,7 +169,7 @@ def _int_list(ctx, param, value):
 @click.argument("folder", type=click.Path(), default="artifacts")
 @click.option("--backends", default=",".join(BENCH_BACKENDS), show_default=True, callback=_names(BENCH_BACKENDS),
               help="Comma-separated backends to measure.")
-@click.option("--precision", "precisions", default="fp32,bf16,fp16,int8", show_default=True,
+@click.option("--precision", "precisions", default=",".join(OV_PRECISIONS), show_default=True,
               callback=_names(OV_PRECISIONS), help="OpenVINO precisions to measure.")
 @click.option("--batch-sizes", default="1,64", show_default=True, callback=_int_list, help="Throughput batch sizes.")
 @click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True, help="Untimed calls first.")
@@ -189,58 +187,39 @@ def _int_list(ctx, param, value):
 @click.option("--soak", type=click.IntRange(min=0), default=0, help="Also run N predictions from several threads and report memory.")
 @click.option("--soak-threads", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
-def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threads, no_cold_start, no_photos, **opts):
+def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos, **opts):
     """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
-    from pathlib import Path
-
     from .benchmarks import bench as B
     from .benchmarks import report
 
-    cfg = B.BenchConfig(folder=folder, min_acc=min_acc, cold_start=not no_cold_start, photos=not no_photos, **opts).validate()
+    cfg = B.BenchConfig(folder=folder, cold_start=not no_cold_start, photos=not no_photos, **opts)
     out = Path(out or Path(folder) / "bench")
-    labels = B.stages(cfg) + ([f"soak x{soak}"] if soak else [])
-    with click.progressbar(length=len(labels), label="benchmarking", file=sys.stderr, show_eta=False,
-                           item_show_func=lambda s: s) as bar:
-        seen = []
-
-        def progress(label):
-            if seen:
-                bar.update(1)
-            seen.append(label)
-            bar.update(0, label)
-
-        result = B.run(cfg, progress=progress)
-        if soak:
-            from .benchmarks.soak import soak as run_soak
-            from .data import load
-
-            progress(f"soak x{soak}")
-            result["soak"] = run_soak(folder, soak, load(cfg.data_dir).x_test[:1000], threads=soak_threads)
-        bar.update(1)
-    click.echo(report.table(result))
-    if result.get("photos"):
-        from .benchmarks.photopath import table as photo_table
-
-        click.echo("\n" + photo_table(result["photos"]))
-    if soak:
-        s = result["soak"]
-        click.echo(f"soak: {s['predictions']} predictions from {s['threads']} threads in {s['wall_s']:.1f} s, "
-                   f"RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB (max {s['rss_max_mb']:.0f}), "
-                   f"{s['mismatches']} mismatches vs one thread")
+    stages = B.stages(cfg)
+    with click.progressbar(stages, label="benchmarking", file=sys.stderr, show_eta=False, item_show_func=str) as bar:
+        result = B.run(cfg, progress=lambda label: bar.update(max(0, stages.index(label) - bar.pos) if label in stages else 0, label))
+        bar.update(len(stages) - bar.pos)
+    click.echo(report.text(result))
     written = report.save(result, json_path or out / "bench.json", csv_path or out / "bench.csv", plot_path or out / "bench.png")
     click.echo("results: " + ", ".join(map(str, written)))
-    if min_acc is not None:
-        low = [f"{r['backend']}/{r['precision']} {r['accuracy']:.4f}" for r in result["results"]
-               if r["accuracy"] is not None and r["accuracy"] < min_acc]
-        if low:
-            raise click.ClickException(f"accuracy below --min-acc {min_acc}: {', '.join(sorted(set(low)))}")
-    if result["errors"]:
-        raise click.ClickException("; ".join(f"{e['backend']}/{e['precision']}: {e['error']}" for e in result["errors"]))
+    failed = B.failures(result, cfg.min_acc)
+    if failed:
+        raise click.ClickException("; ".join(failed))
+
+
+def _image_files(ctx, param, value):
+    """A click callback: files and folders -> the image files (a folder stands for the images in it)."""
+    from .runtime import expand_paths
+
+    try:
+        return expand_paths(value)
+    except FmnistEdgeError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True), callback=_image_files)
+@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True,
+              help="Artifact folder from `fmnist-edge convert`.")
 @click.option("--precision", type=click.Choice(("auto", *OV_PRECISIONS)), default="auto", show_default=True,
               help="auto: the fastest precision on this CPU of those `convert` verified, timed at load.")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
@@ -250,28 +229,12 @@ def bench(folder, out, json_path, csv_path, plot_path, min_acc, soak, soak_threa
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (JSON Lines).")
 def predict(images, model_dir, precision, device, top_k, polarity, as_json):
     """Classify IMAGES (PNG, JPEG, BMP, WebP files; a folder stands for the images in it), one line each."""
-    from pathlib import Path
+    from .runtime import Classifier
 
-    from .runtime import Classifier, list_images
-
-    files = []
-    for arg in images:
-        if Path(arg).is_dir():
-            found = list_images(arg)
-            if not found:
-                raise click.BadParameter(f"folder {arg} holds no .png, .jpg, .jpeg, .bmp or .webp files", param_hint="IMAGES")
-            files.extend(found)
-        else:
-            files.append(Path(arg))
     clf = Classifier.load(model_dir, precision=precision, device=device, polarity=polarity)
     failed = 0
-    # decoded and preprocessed on every core, classified in batches, printed in input order as they finish;
-    # worker processes (free of the GIL, ~0.5 s to start) once there are enough files to pay for them
-    from .host import usable_cores
-
-    cores = usable_cores()
-    processes = cores if cores > 1 and len(files) >= PROCESSES_FROM else 0
-    for path, p in zip(files, clf.predict_iter(files, top_k=top_k, errors="return", processes=processes)):
+    # decoded on every core, classified in batches, printed in input order as they finish
+    for path, p in zip(images, clf.predict_iter(images, top_k=top_k, errors="return", processes="auto"), strict=True):
         if isinstance(p, FmnistEdgeError):  # one bad image does not stop the others
             failed += 1
             if as_json:
@@ -285,11 +248,12 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
             others = ", ".join(f"{n} {q:.3f}" for n, q in p.top_k)
             click.echo(f"{path}\t{p.label}\t{p.confidence:.3f}\t{others}")
     if failed:
-        raise click.ClickException(f"{failed} of {len(files)} images could not be classified")
+        raise click.ClickException(f"{failed} of {len(images)} images could not be classified")
 
 
 @cli.command()
-@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder from `fmnist-edge convert`.")
+@click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True,
+              help="Artifact folder from `fmnist-edge convert`.")
 @click.option("--precision", type=click.Choice(("auto", *OV_PRECISIONS)), default="auto", show_default=True,
               help="auto: the fastest precision on this CPU of those `convert` verified, timed at load.")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device (see `fmnist-edge info`).")
@@ -300,19 +264,24 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 @click.option("--repository", type=click.Path(file_okay=False), default=None,
               help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/) instead of --model: "
                    "the newest version that verifies, and each new version as it appears.")
-def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository):
+@click.option("--max-connections", type=click.IntRange(min=1), default=MAX_CONNECTIONS, show_default=True,
+              help="Open connections at most; requests past that are answered 503.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=MAX_QUEUE, show_default=True,
+              help="Requests waiting for the model at most; past that they are answered 503 with Retry-After.")
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2) and
     Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model repository."""
     from .serve import serve as run
 
     run(model_dir, precision=precision, device=device, host=host, port=port,
-        max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository)
+        max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
+        max_connections=max_connections, max_queue=max_queue)
 
 
 @cli.command()
 @click.argument("artifacts", type=click.Path(), default="artifacts")
 @click.argument("repository", type=click.Path(file_okay=False))
-@click.option("--precision", type=click.Choice(("fp32", "fp16", "int8")), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(IR_PRECISIONS), default="fp32", show_default=True,
               help="Which converted IR becomes the new version.")
 def publish(artifacts, repository, precision):
     """Add ARTIFACTS' verified model to REPOSITORY as its next version (REPOSITORY/fmnist/<N>/, written under a
@@ -321,6 +290,37 @@ def publish(artifacts, repository, precision):
 
     folder = run(artifacts, repository, precision)
     click.echo(f"published {artifacts} ({precision}) as {folder}")
+
+
+@cli.command()
+@click.option("--arch", "archs", default=None, callback=lambda ctx, p, v: tuple(a.strip() for a in v.split(",") if a.strip()) if v else (),
+              help="Comma-separated architectures [default: every one in `fmnist-edge models` but tiny].")
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(0, 10_000), default=None, metavar="MINUTES",
+              help="Training budget per model (0: none) [default: each recipe's].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs at most per model [default: each recipe's].")
+@click.option("--limit", type=click.IntRange(min=100), default=None, help="Train each on a stratified subset of N images.")
+@click.option("--out", type=click.Path(file_okay=False), default="compare", show_default=True,
+              help="Folder: one artifact folder per architecture, and compare.json/.csv/.png.")
+@click.option("--resume", is_flag=True, help="Skip the stages whose outputs are already in --out; go on with an interrupted training.")
+@click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+def compare(sweep, **opts):
+    """Train, convert and benchmark several architectures on this CPU, and print them side by side: accuracy
+    (ours and their source report's), int8 accuracy, batch-1 latency, throughput, size, cold start, photo path."""
+    from .benchmarks import compare as C
+
+    if sweep:
+        if opts["archs"]:
+            raise click.UsageError("--sweep trains report 001's MLP only; leave out --arch")
+        out = Path(opts["out"]) / "sweep"
+        result = C.sweep(out, epochs=opts["epochs"], time_budget_min=opts["time_budget_min"], limit=opts["limit"],
+                         resume=opts["resume"], data_dir=opts["data_dir"], log=click.echo)
+        click.echo(C.sweep_table(result))
+        click.echo(f"results: {', '.join(str(p) for p in C.save_sweep(result, out))}")
+        return
+    result = C.run(C.CompareConfig(**opts), log=click.echo)
+    click.echo(C.table(result))
+    click.echo(f"results: {', '.join(str(p) for p in C.save(result, Path(opts['out'])))}")
 
 
 @cli.command()

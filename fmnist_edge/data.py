@@ -12,24 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-NUM_CLASSES = len(CLASS_NAMES)
-IMAGE_SHAPE = (28, 28)
-# What the models take: (N, 28, 28, 1) float32 in [0, 1], NHWC, pixel / 255.
-INPUT_SCALE = 1.0 / 255.0
+from .contract import IMAGE_SHAPE, INPUT_SCALE, NUM_CLASSES
+from .errors import DataError, first_line
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 LOCAL_DIR = Path("data/fashion-mnist")
@@ -112,9 +96,8 @@ def _keras_download() -> Path:
 
         fashion_mnist.load_data()
     except Exception as exc:  # noqa: BLE001 - any failure (no keras, no network) means: tell the fixes
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
-            f"Fashion-MNIST not found locally and Keras could not download it ({reason[:120]}); {FIXES}"
+            f"Fashion-MNIST not found locally and Keras could not download it ({first_line(exc, 120)}); {FIXES}"
         ) from None
     folder = KERAS_CACHE_DIR.expanduser()
     if not _layout(folder):

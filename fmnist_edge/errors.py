@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .contract import INSTALL_TRAIN
+
 
 class FmnistEdgeError(Exception):
     """Base class: the message is one line that says what was wrong and how to fix it."""
@@ -25,6 +27,10 @@ class ModelFileError(FmnistEdgeError):
 
 class ArtifactError(FmnistEdgeError):
     """An output folder or file cannot be written."""
+
+
+class TrainingInterrupted(FmnistEdgeError):
+    """Training was stopped by the user (Ctrl-C); the message says where its state is and how to go on."""
 
 
 class ConversionError(FmnistEdgeError):
@@ -82,10 +88,14 @@ class MissingDependencyError(FmnistEdgeError):
     """An optional dependency (the [train] or [kiosk] extra) is not installed."""
 
 
-EXTRA_HINT = 'pip install "fmnist-edge[train]"'
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, at most `limit` characters (its type when empty):
+    how a third-party error appears inside one of ours."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
-def require(module: str, extra_hint: str = EXTRA_HINT):
+def require(module: str, extra_hint: str = INSTALL_TRAIN):
     """Import an optional heavy module or raise MissingDependencyError naming the pip line that fixes it."""
     import importlib
 

@@ -75,7 +75,7 @@ def steal_seconds() -> float | None:
 class StealMeter:
     """Steal over a span: `with StealMeter() as m: ...` then `m.seconds` (None where unknown)."""
 
-    def __enter__(self) -> "StealMeter":
+    def __enter__(self) -> StealMeter:
         self._start, self.seconds = steal_seconds(), None
         return self
 

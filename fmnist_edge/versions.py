@@ -7,7 +7,9 @@ import platform
 
 from . import __version__
 
-ALL = ("openvino", "numpy", "pillow", "click", "tensorflow", "keras", "onnx", "tf2onnx", "onnxruntime", "nncf", "matplotlib")
+# Every package a result can depend on: the runtime's, the [train] extra's, the [kiosk] extra's
+ALL = ("openvino", "numpy", "pillow", "click", "tensorflow", "keras", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "nncf",
+       "matplotlib", "starlette", "uvicorn")
 
 
 def versions(packages: tuple[str, ...] = ALL) -> dict[str, str | None]:

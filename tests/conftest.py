@@ -43,3 +43,23 @@ def converted(tiny_artifacts, tmp_path_factory) -> Path:
     convert(out, formats=("openvino",), precisions=("fp32", "bf16", "fp16", "int8"), calib_size=100, check=200,
             max_drop=0.05, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def clf(converted):
+    """The fp32 `Classifier` on `converted`, one per test module."""
+    from fmnist_edge.runtime import Classifier
+
+    return Classifier.load(converted)
+
+
+@pytest.fixture(scope="module")
+def url(clf):
+    """The kiosk app around `clf` on a live uvicorn (as `fmnist-edge serve` runs it): its base URL."""
+    pytest.importorskip("starlette")
+    from live import live_server
+
+    from fmnist_edge.serve import create_app
+
+    with live_server(create_app(clf)) as base:
+        yield base

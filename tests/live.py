@@ -8,14 +8,16 @@ import time
 
 
 @contextlib.contextmanager
-def live_server(app):
-    """Serve the ASGI `app` until the block ends; yields the base URL (http://127.0.0.1:PORT)."""
+def live_server(app, **limits):
+    """Serve the ASGI `app` as `fmnist-edge serve` does (its limits, or `limits`) until the block ends; yields
+    the base URL (http://127.0.0.1:PORT)."""
     import uvicorn
 
+    from fmnist_edge.serve import server
     from fmnist_edge.serve.app import _listen
 
     sock = _listen("127.0.0.1", 0)
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    srv = uvicorn.Server(server.config(app, **limits))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -6,11 +6,12 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from fmnist_edge import host
-from fmnist_edge.benchmarks.bench import BenchConfig, ratios
+from fmnist_edge.benchmarks.bench import TARGETS, BenchConfig, ratios
 from fmnist_edge.benchmarks.loop import timed_loop
 from fmnist_edge.cli import cli
 from fmnist_edge.errors import ConfigError
@@ -74,7 +75,11 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     assert find("openvino", bs=1, mode="async")["throughput_ips"] > 0
     assert find("openvino", "int8", 8, "async")["throughput_ips"] > 0  # batches on the throughput streams
     assert "cpu_steal_s" in result["machine"] and "cpu_steal_s" in ov
-    assert "openvino_vs_tensorflow_latency_speedup" in result["ratios"]
+    ba = find("benchmark_app")  # OpenVINO's C++ loop, read from its own report
+    assert ba["latency_us"]["p50"] > 0 and find("benchmark_app", bs=8, mode="async")["throughput_ips"] > 0
+    assert ba["accuracy"] is None and ba["cold_start_s"] is None
+    assert "openvino_vs_tensorflow_latency_speedup" in result["ratios"] and "openvino_latency_vs_benchmark_app" in result["ratios"]
+    assert result["ratios"]["soak_mismatches"] == {"value": 0.0, "target": "<= 0", "met": True}
     assert result["soak"]["mismatches"] == 0 and result["soak"]["predictions"] == 400
     with open(out / "bench.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
@@ -91,7 +96,7 @@ def test_min_acc_gate_fails_the_command(bench_folder, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--backends", "pytorch"], "pytorch"),
     (["--batch-sizes", "1,x"], "comma-separated integers"),
-    (["--iters", "3"], "--iters"),
+    (["--iters", "3"], "3 is not in the range x>=10"),
 ])
 def test_bad_options_are_one_line(bench_folder, args, message):
     res = CliRunner().invoke(cli, ["bench", str(bench_folder), *args])
@@ -105,7 +110,7 @@ def test_missing_artifacts_is_one_line(tmp_path):
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="batch sizes"):
-        BenchConfig(folder=".", batch_sizes=(0,)).validate()
+        BenchConfig(folder=".", batch_sizes=(0,))
 
 
 def test_ratios_compare_against_targets():
@@ -122,6 +127,9 @@ def test_ratios_compare_against_targets():
     assert r["openvino_latency_vs_best_peer"]["met"] is True
     assert r["openvino_vs_tensorflow_peak_rss"]["value"] == 0.15
     assert r["int8_accuracy_drop_vs_fp32"]["met"] is True
+    assert ratios(rows[:1] + [{**rows[1], "latency_us": {"p50": 200}}])["openvino_vs_tensorflow_latency_speedup"]["met"] is False
+    assert set(r) <= set(TARGETS) and "soak_rss_growth_mb" not in r
+    assert ratios(rows, {"rss_growth_mb": 12.0, "mismatches": 0})["soak_rss_growth_mb"]["met"] is False
 
 
 def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(converted, fmnist):
@@ -139,3 +147,22 @@ def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(conv
     assert set(res["conditions"]) == set(CONDITIONS) and all(c["n"] == 12 for c in res["conditions"].values())
     text = table(res)
     assert "640x480" in text and "camera" in text
+
+
+def test_litert_computes_what_tensorflow_does_in_a_process_without_tensorflow(bench_folder, fmnist):
+    """The TFLite peer: converted once with TensorFlow, run on ai-edge-litert; its cold start (spawn to first
+    prediction, peak RSS) is a process that never imports TensorFlow, as a kiosk's would be."""
+    from fmnist_edge.benchmarks.backends import TensorFlowBackend, TFLiteBackend
+    from fmnist_edge.benchmarks.coldstart import cold_start
+    from fmnist_edge.runtime import to_model_input
+
+    x = to_model_input(fmnist.x_test[:32])
+    lite, tf = TFLiteBackend("tflite", "fp32", bench_folder, 1), TensorFlowBackend("tensorflow", "fp32", bench_folder, 1)
+    lite.load()
+    tf.load()
+    assert (bench_folder / "tflite" / "model.tflite").is_file()
+    assert np.abs(lite.infer(x) - tf.infer(x)).max() < 1e-4
+    cold = cold_start("tflite", bench_folder, "fp32", 1, fmnist.x_test[0])
+    assert "error" not in cold, cold
+    assert cold["tensorflow_loaded"] is False and cold["top"] == int(tf.infer(x[:1]).argmax())
+    assert cold_start("tensorflow", bench_folder, "fp32", 1, fmnist.x_test[0])["tensorflow_loaded"] is True

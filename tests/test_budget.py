@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -55,10 +56,11 @@ def test_train_stops_within_its_time_budget(tmp_path):
     res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--limit", "1000", "--test-limit", "100", "--epochs", "500",
                                    "--time-budget", "0.05", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "time budget 0.05 min:" in res.output and "of 500 epochs fit" in res.output
+    plans = [int(m) for m in re.findall(r"time budget 0.05 min: (\d+) of 500 epochs fit", res.output)]
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["stopped_by"] == "time budget (0.05 min)"
-    assert 1 <= meta["epochs_run"] < 500 and meta["config"]["time_budget_min"] == 0.05
+    assert meta["stopped_by"] == "time budget (0.05 min)" and meta["config"]["time_budget_min"] == 0.05
+    # it ran what its last plan said fitted (a plan is re-made as epochs are timed), not a fixed share of 500
+    assert plans and meta["epochs_run"] == plans[-1] < 500, (plans, meta["epochs_run"])
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import click
+import numpy as np
+import pytest
 
-from fmnist_edge import cli as cli_module
-from fmnist_edge.benchmarks.backends import DEFAULT_BACKENDS
+from fmnist_edge import data
 from fmnist_edge.cli import cli
-from fmnist_edge.convert import FORMATS, PRECISIONS as CONVERT_PRECISIONS
-from fmnist_edge.runtime import PRECISIONS
-from fmnist_edge.runtime.preprocess import POLARITIES
-from fmnist_edge.train.config import DEVICES, OPTIMIZER_DEFAULTS, PRECISIONS as TRAIN_PRECISIONS
+from fmnist_edge.convert.pipeline import parse_list
+from fmnist_edge.errors import ModelFileError
+from fmnist_edge.runtime import manifest, preprocess
+from fmnist_edge.train.config import make_config
 
 
 def _choices(command: str, option: str) -> tuple[str, ...]:
@@ -22,18 +23,28 @@ def _choices(command: str, option: str) -> tuple[str, ...]:
     return tuple(param.type.choices)
 
 
-def test_choice_options_list_what_the_library_accepts():
-    assert _choices("train", "optimizer") == tuple(OPTIMIZER_DEFAULTS)
-    assert _choices("train", "device") == DEVICES
-    assert _choices("train", "precision") == TRAIN_PRECISIONS
-    assert _choices("predict", "precision") == _choices("serve", "precision") == ("auto", *PRECISIONS)
-    assert _choices("predict", "polarity") == POLARITIES
+def test_every_choice_the_cli_offers_is_accepted_by_the_library(tmp_path):
+    for name in _choices("train", "optimizer"):
+        assert make_config("tiny", optimizer=name).optimizer == name
+    for name in _choices("train", "device"):
+        assert make_config("tiny", device=name).device == name
+    for name in _choices("train", "precision"):
+        assert make_config("tiny", precision=name).precision == name
+    assert _choices("predict", "precision") == _choices("serve", "precision")
+    for name in _choices("predict", "precision")[1:]:  # past "auto": the runtime looks for that precision's files
+        with pytest.raises(ModelFileError):
+            manifest.locate(tmp_path / "missing", name)
+    garment = np.kron(data.load().x_test[0], np.ones((3, 3), np.uint8))  # 84x84, bright garment on black
+    for name in _choices("predict", "polarity"):
+        image = 255 - garment if name == "photo" else garment
+        assert preprocess.prepare(image, name).shape == (28, 28)
 
 
-def test_comma_lists_parse_against_the_library_names():
-    assert cli_module.FORMATS == FORMATS
-    assert cli_module.OV_PRECISIONS == PRECISIONS == CONVERT_PRECISIONS
-    assert cli_module.BENCH_BACKENDS == DEFAULT_BACKENDS
+@pytest.mark.parametrize("command, option", [("convert", "formats"), ("convert", "precisions"), ("bench", "precisions")])
+def test_comma_list_defaults_parse_as_the_library_parses_them(command, option):
+    param = next(p for p in cli.commands[command].params if p.name == option)
+    parsed = param.process_value(click.Context(cli.commands[command]), param.default)
+    assert parsed and parse_list(param.default, parsed, option) == parsed
 
 
 def test_loading_the_cli_loads_neither_openvino_nor_tensorflow():

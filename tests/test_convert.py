@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fmnist_edge import data
+from fmnist_edge import contract, data
 from fmnist_edge.cli import cli
 from fmnist_edge.convert import convert
 from fmnist_edge.convert.check import verdict
@@ -111,11 +111,11 @@ def test_manifest_schema_and_hashes(converted):
     assert set(manifest) == {"schema_version", "created", "source", "class_names", "input", "output", "versions", "artifacts"}
     assert manifest["schema_version"] == 1 and manifest["created"].endswith("+00:00")
     assert manifest["source"] == {"path": str(folder / "saved_model"), "kind": "saved_model"}
-    assert manifest["class_names"] == list(data.CLASS_NAMES)
+    assert manifest["class_names"] == list(contract.CLASS_NAMES)
     assert {k: v for k, v in manifest["input"].items() if k != "preprocessing"} == {
         "name": "image", "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1]}
     assert "to_dataset_form" in manifest["input"]["preprocessing"]
-    assert manifest["output"] == {"name": "probabilities", "shape": [-1, 10], "dtype": "float32"}
+    assert manifest["output"] == {"name": "probabilities", "shape": [-1, 10], "dtype": "float32", "meaning": "softmax probabilities"}
     assert set(manifest["versions"]) >= {"tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime", "fmnist_edge"}
     assert all(manifest["versions"].values())
     for entry in manifest["artifacts"]:
@@ -202,6 +202,15 @@ def test_keras_h5_with_logits(fmnist, tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)
 
 
+def test_tflite_is_converted_and_checked_on_litert(tiny_artifacts, tmp_path):
+    """LiteRT's flatbuffer, made by TensorFlow's converter and checked on the TF-free ai-edge-litert interpreter."""
+    manifest = convert(tiny_artifacts, out=tmp_path / "out", formats=("tflite",), check=200, log=lambda *_: None)
+    (entry,) = manifest["artifacts"]
+    assert (entry["format"], entry["precision"], entry["status"]) == ("tflite", "fp32", "ok")
+    assert entry["check"]["n"] == 200 and entry["check"]["max_abs_diff"] <= 1e-4 and entry["check"]["agreement"] >= 0.999
+    assert entry["files"][0]["path"] == "tflite/model.tflite" and (tmp_path / "out/tflite/model.tflite").stat().st_size > 0
+
+
 def test_foreign_saved_model_gets_our_names(fmnist, tmp_path):
     """keras' model.export names its tensors keras_tensor / output_0: the ONNX model still says image / probabilities."""
     import keras
@@ -268,13 +277,13 @@ def test_wrong_shape_is_rejected(tmp_path, shape, classes, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.keras"]
 
 
-@pytest.mark.parametrize("args,bad", [(["--format", "openvino,tflite"], "tflite"), (["--precision", "fp32,int4"], "int4")])
+@pytest.mark.parametrize("args,bad", [(["--format", "openvino,coreml"], "coreml"), (["--precision", "fp32,int4"], "int4")])
 def test_unknown_format_or_precision(tiny_artifacts, args, bad):
     result = CliRunner().invoke(cli, ["convert", str(tiny_artifacts), *args])
     assert result.exit_code == 2
     assert bad in result.output and "choose from" in result.output and "Traceback" not in result.output
     with pytest.raises(ConfigError):
-        convert(tiny_artifacts, formats=("openvino", "tflite"), log=lambda *_: None)
+        convert(tiny_artifacts, formats=("openvino", "coreml"), log=lambda *_: None)
 
 
 @pytest.mark.parametrize("args,message", [(["--opset", "99"], "--opset 99 is not supported"), (["--check", "many"], "--check must be")])

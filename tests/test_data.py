@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 
 import numpy as np
@@ -36,13 +35,6 @@ def test_stratified_split_is_balanced_disjoint_and_seeded(fmnist):
     assert np.array_equal(va, va2) and np.array_equal(tr, tr2)
     _, va3 = data.stratified_split(fmnist.y_train, 0.1, seed=4)
     assert not np.array_equal(va, va3)
-
-
-def _copy_dataset(tmp_path, fmnist_dir=data.DEBIAN_DIR):
-    src = data.find_data_dir(allow_download=False)
-    dst = tmp_path / "fm"
-    shutil.copytree(src, dst)
-    return dst
 
 
 def _write_idx(path, arr, magic):
@@ -82,7 +74,7 @@ def test_kaggle_csv_layout(tmp_path, fmnist):
     d.mkdir()
     for split, (x, y) in {"train": (fmnist.x_train[:30], fmnist.y_train[:30]), "test": (fmnist.x_test[:20], fmnist.y_test[:20])}.items():
         rows = ["label," + ",".join(f"pixel{i}" for i in range(1, 785))]
-        rows += [",".join(map(str, [int(lbl), *img.ravel().tolist()])) for img, lbl in zip(x, y)]
+        rows += [",".join(map(str, [int(lbl), *img.ravel().tolist()])) for img, lbl in zip(x, y, strict=True)]
         (d / data.CSV_FILES[split]).write_text("\n".join(rows) + "\n")
     ds = data.load(d)
     assert np.array_equal(ds.x_train, fmnist.x_train[:30]) and np.array_equal(ds.y_test, fmnist.y_test[:20])

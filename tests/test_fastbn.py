@@ -41,7 +41,7 @@ def test_fused_matches_keras_batch_norm_in_training_and_inference():
         a, b = np.asarray(plain(x, training=training)), np.asarray(fused(x, training=training))
         np.testing.assert_allclose(b, a, atol=2e-5, rtol=1e-5)
     # one training step moved the moving statistics the same way (population variance, momentum 0.9)
-    for w_plain, w_fused in zip(plain.get_weights(), fused.get_weights()):
+    for w_plain, w_fused in zip(plain.get_weights(), fused.get_weights(), strict=True):
         np.testing.assert_allclose(w_fused, w_plain, atol=1e-5, rtol=1e-5)
     assert not np.allclose(fused.get_weights()[2], before[2]) and not np.allclose(fused.get_weights()[3], before[3])
 
@@ -68,10 +68,10 @@ def test_export_twin_is_the_plain_float32_model_with_the_trained_weights(policy,
     import keras
 
     from fmnist_edge import data
-    from fmnist_edge.train.fastbn import fused_batch_norm_class
-    from fmnist_edge.train.models import create_model
     from fmnist_edge.train.devices import dtype_policy
+    from fmnist_edge.train.fastbn import fused_batch_norm_class
     from fmnist_edge.train.modelio import export_twin
+    from fmnist_edge.train.models import create_model
 
     with dtype_policy(policy):
         twin = create_model("edgenet", fused_bn=True)

@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from fmnist_edge.runtime import Classifier
 from images import photo
-from live import live_server
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("FMNIST_EDGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,20 +28,6 @@ if not REQUIRED:
         pytest.skip("no chromium on PATH: apt-get install chromium (or set FMNIST_EDGE_CHROMIUM)", allow_module_level=True)
     pytest.importorskip("playwright")
 from playwright import sync_api  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def clf(converted) -> Classifier:
-    return Classifier.load(converted)
-
-
-@pytest.fixture(scope="module")
-def server(clf):
-    """uvicorn serving the kiosk app on a free port of 127.0.0.1, in a thread; yields the base URL."""
-    from fmnist_edge.serve import create_app
-
-    with live_server(create_app(clf)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +44,15 @@ def browser():
 
 
 @pytest.fixture()
-def page(browser, server):
+def page(browser, url):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.grant_permissions(["camera"], origin=server)
+    context.grant_permissions(["camera"], origin=url)
     pg = context.new_page()
     problems = []
     pg.on("pageerror", lambda exc: problems.append(str(exc)))
-    local = (server + "/", "blob:" + server + "/", "data:")  # the preview is a blob: URL of the upload
+    local = (url + "/", "blob:" + url + "/", "data:")  # the preview is a blob: URL of the upload
     pg.on("request", lambda req: None if req.url.startswith(local) else problems.append(f"external fetch {req.url}"))
-    pg.goto(server + "/")
+    pg.goto(url + "/")
     yield pg
     context.close()
     assert not problems, problems
@@ -129,3 +112,12 @@ def test_the_camera_frame_is_sent_as_a_jpeg_and_answered(page, clf):
         assert response.status in (413, 422)
         expect(page.locator("#message")).to_be_visible()
 
+
+
+def test_chromium_fetch_sees_the_413_of_an_oversized_upload(page):
+    status, text = page.evaluate("""async () => {
+        const r = await fetch('/predict', {method: 'POST', headers: {'Content-Type': 'image/jpeg'},
+                                           body: new Uint8Array(30 * 1024 * 1024)});
+        return [r.status, await r.text()];
+    }""")
+    assert status == 413 and "over the 10.0 MiB limit" in text

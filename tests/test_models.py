@@ -1,4 +1,4 @@
-"""The registry: every entry builds, the seeds' parameter counts match their reports, unknown names fail."""
+"""The registry: every entry builds, the report networks' parameter counts match their reports, unknown names fail."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from fmnist_edge.errors import ConfigError, UnknownModelError
 from fmnist_edge.train.config import make_config
-from fmnist_edge.train.models import DEFAULT_ARCH, create_model, get_entry, list_models, macs
+from fmnist_edge.train.models import ALIASES, DEFAULT_ARCH, create_model, get_entry, list_models, macs
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -22,16 +22,15 @@ def test_every_model_builds_with_the_io_contract(name):
         assert model.count_params() == expected
 
 
-def test_seed_counts_are_the_reports_counts():
-    counts = {n: get_entry(n).expected_params for n in list_models() if get_entry(n).expected_params}
-    assert counts == {
-        "seed000_cnn": 3_477_578,
-        "seed001_cnn": 693_962,
-        "seed001_mlp": 42_310,
-        "seed003_cnn": 590_346,
-        "seed003_baseline": 565_386,
-        "seed004_leaky": 841_546,
-    }
+def test_every_report_network_has_a_figure_to_check_and_its_old_name_still_works():
+    reports = [n for n in list_models() if get_entry(n).source.startswith("report ")]
+    # a figure from its report to hold ours against: its parameter count, or its test accuracy
+    assert len(reports) >= 10 and all(get_entry(n).expected_params or get_entry(n).reported_accuracy for n in reports)
+    for old, new in ALIASES.items():
+        assert new in reports and get_entry(old) is get_entry(new)
+        cfg = make_config(old)
+        assert cfg.arch == new and cfg.epochs == make_config(new).epochs  # the recipe follows the name
+        assert create_model(old).name == new
 
 
 def test_default_is_small_for_edge_cpus():
@@ -68,7 +67,7 @@ def test_config_merges_recipe_quick_and_overrides():
     assert make_config("edgenet").epochs == TrainConfig().epochs == 40  # the default recipe the README reports
     assert make_config("edgenet", quick=True).epochs == 2
     assert make_config("edgenet", quick=True, epochs=3).epochs == 3
-    seed = make_config("seed000_cnn")
+    seed = make_config("cnn4_bn")
     assert (seed.batch_size, seed.optimizer, seed.augment) == (80, "adam", False)
 
 
@@ -76,9 +75,9 @@ def test_picking_another_optimizer_brings_its_learning_rate_and_weight_decay():
     sgd = make_config("edgenet", optimizer="sgd")
     assert (sgd.optimizer, sgd.learning_rate, sgd.weight_decay) == ("sgd", 0.1, 5e-4)
     assert make_config("edgenet", optimizer="sgd", learning_rate=0.05).learning_rate == 0.05  # explicit wins
-    seed = make_config("seed000_cnn", optimizer="adamw")
+    seed = make_config("cnn4_bn", optimizer="adamw")
     assert (seed.learning_rate, seed.weight_decay, seed.batch_size) == (3e-3, 5e-2, 80)  # rest of the recipe kept
-    assert make_config("seed000_cnn", optimizer="adam").learning_rate == 1e-3  # the recipe's own optimizer: as is
+    assert make_config("cnn4_bn", optimizer="adam").learning_rate == 1e-3  # the recipe's own optimizer: as is
     with pytest.raises(ConfigError, match="optimizer must be adamw, sgd or adam"):
         make_config("edgenet", optimizer="rmsprop")
 

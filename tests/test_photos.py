@@ -10,14 +10,9 @@ from PIL import Image
 
 from fmnist_edge import errors
 from fmnist_edge.benchmarks import photos as P
-from fmnist_edge.runtime import Classifier, to_dataset_form
+from fmnist_edge.runtime import to_dataset_form
 from fmnist_edge.runtime.decode import Source
 from fmnist_edge.runtime.preprocess import from_source
-
-
-@pytest.fixture(scope="module")
-def clf(converted) -> Classifier:
-    return Classifier.load(converted)
 
 
 @pytest.fixture(scope="module")

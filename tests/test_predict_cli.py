@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from images import photo
 from PIL import Image
 
 from fmnist_edge.cli import cli
 from fmnist_edge.runtime import Classifier
-from images import photo
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_predict_prints_one_line_per_image(artifacts, pictures):
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 2
-    for line, name in zip(lines, ("a.png", "b.bmp")):
+    for line, name in zip(lines, ("a.png", "b.bmp"), strict=True):
         file, label, confidence, top = line.split("\t")
         p = clf.predict(pictures / name, top_k=2)
         assert file.endswith(name) and label == p.label and float(confidence) == pytest.approx(p.confidence, abs=1e-3)
@@ -59,6 +59,8 @@ def test_predict_expands_a_folder_and_prints_json(artifacts, pictures):
     for row in rows:
         assert row["label"] == clf.predict(row["file"]).label
         assert len(row["top_k"]) == 3 and row["top_k"][0]["label"] == row["label"]
+        assert set(row) == {"file", "label", "index", "confidence", "top_k"}  # POST /predict's schema, plus the file
+        assert row["top_k"][0] == {"label": row["label"], "confidence": pytest.approx(row["confidence"])}
 
 
 def test_a_bad_image_is_one_line_and_a_nonzero_exit(artifacts, pictures):
@@ -77,8 +79,8 @@ def test_a_bad_image_is_one_line_and_a_nonzero_exit(artifacts, pictures):
     "args, message",
     [
         (["--model", "{tmp}/nowhere"], "model folder .*nowhere does not exist"),
-        (["--precision", "fp64"], "Invalid value for '--precision'"),
-        (["--top-k", "11"], "Invalid value for '--top-k'"),
+        (["--precision", "fp64"], "Invalid value for '--precision'.*'fp64'.*'auto', 'fp32', 'bf16', 'fp16', 'int8'"),
+        (["--top-k", "11"], "Invalid value for '--top-k'.*11.*1<=x<=10"),
         (["--device", "TPU"], "'TPU' is not present"),
     ],
 )

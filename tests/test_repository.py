@@ -20,9 +20,10 @@ from fmnist_edge.convert.serving import publish
 from fmnist_edge.runtime import Classifier, to_model_input
 
 pytest.importorskip("starlette")
+from live import live_server  # noqa: E402
+
 from fmnist_edge.serve import create_app  # noqa: E402
 from fmnist_edge.serve.repository import Repository, UnknownVersion  # noqa: E402
-from live import live_server  # noqa: E402
 
 
 def _load(path):

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from images import encode, photo
 from PIL import Image
 
 from fmnist_edge.cli import cli
 from fmnist_edge.runtime import Classifier
-from images import encode, photo
 
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
@@ -20,11 +20,6 @@ from fmnist_edge.serve import create_app  # noqa: E402
 from fmnist_edge.serve.app import _listen  # noqa: E402
 
 LIMIT = 256 * 1024
-
-
-@pytest.fixture(scope="module")
-def clf(converted) -> Classifier:
-    return Classifier.load(converted)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +78,8 @@ def test_bad_uploads_get_4xx_json_and_the_server_keeps_serving(client, garments)
         "too large": ({"content": b"\xff" * (LIMIT + 1), "headers": {"content-type": "image/jpeg"}}, 413, "limit"),
         "too large multipart": ({"files": {"image": ("big.jpg", b"\xff" * (LIMIT + 1), "image/jpeg")}}, 413, "limit"),
         "blank photo": ({"content": encode(np.full((120, 90), 240, np.uint8), "PNG")}, 422, "flat"),
-        "malformed multipart": ({"content": b"--xyz\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=xyz"}}, 400, ""),
+        "malformed multipart": ({"content": b"--xyz\r\nnonsense",
+                                 "headers": {"content-type": "multipart/form-data; boundary=xyz"}}, 400, ""),
     }
     before = client.get("/health").json()["rejected"]
     for name, (kwargs, status, words) in bad.items():

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, ModelFileError, require
+from .. import contract
+from ..errors import ConfigError, MissingDependencyError, ModelFileError, require
 from ..quiet import tensorflow
+from .loop import timed_loop
 
 
 @dataclass
 class Backend:
-    """One runtime x precision. `infer` takes float32 (B, 28, 28, 1) in [0, 1] and returns (B, 10)."""
+    """One runtime x precision. `infer` takes float32 (B, 28, 28, 1) in [0, 1] and returns (B, 10); `measure`
+    times it (and the backend's asynchronous API, where it has one) through the one loop, `timed_loop`."""
+
+    cold_start = True  # a fresh process can load it (benchmarks.coldstart has its recipe)
 
     name: str
     precision: str
@@ -39,9 +50,34 @@ class Backend:
         """The batch-1 call a kiosk makes (defaults to `infer`)."""
         return self.infer(x)
 
-    def async_throughput(self, x: np.ndarray, batch_size: int, repeat: int) -> float | None:
-        """Images/s with the backend's own asynchronous API over `x` (`repeat` times), or None when it has none."""
-        return None
+    def accuracy(self, x: np.ndarray, y: np.ndarray, batch: int = 250) -> float | None:
+        """Top-1 accuracy on native-form `x` with labels `y`."""
+        preds = [np.asarray(self.infer(x[i : i + batch])).argmax(1) for i in range(0, len(x), batch)]
+        return float((np.concatenate(preds) == y).mean())
+
+    # run_async(images, batch_size): push all of `images` through the backend's own asynchronous API; a backend
+    # that has one defines it
+    run_async = None
+
+    def measure(self, pool: np.ndarray, batch_size: int, mode: str, iters: int, warmup: int,
+                duration: float | None = None) -> dict | None:
+        """{"latency_us", "first_us", "throughput_ips"} of `mode` ("sync": one call per batch of `batch_size`,
+        `iters` of them; "async": the asynchronous API over as many images), or None when the backend has no
+        such mode. `pool` is native-form images to draw the batches from."""
+        if mode == "async":
+            if self.run_async is None:
+                return None
+            images = np.concatenate([pool] * max(2, -(-iters * batch_size // len(pool))))
+            self.run_async(images[: min(len(images), 4 * batch_size)], batch_size)  # creates its requests
+            stats = timed_loop(lambda: self.run_async(images, batch_size), warmup=0, iters=1)
+            return {"latency_us": None, "first_us": None, "throughput_ips": len(images) * 1e6 / stats["latency_us"]["mean"]}
+        batches = [pool[i : i + batch_size] for i in range(0, len(pool) - batch_size + 1, batch_size)]
+        batches = batches or [np.resize(pool, (batch_size, *pool.shape[1:]))]
+        call = self.infer_one if batch_size == 1 else self.infer
+        k = itertools.count()
+        stats = timed_loop(lambda: call(batches[next(k) % len(batches)]), warmup=warmup, iters=iters, duration=duration)
+        return {"latency_us": stats["latency_us"], "first_us": stats["first_us"],
+                "throughput_ips": batch_size * 1e6 / stats["latency_us"]["mean"]}
 
     @property
     def label(self) -> str:
@@ -113,22 +149,18 @@ class OpenVINOBackend(Backend):
     def infer_one(self, x):
         return self._clf.predict(x[0])
 
-    def async_throughput(self, x, batch_size, repeat):
-        """Images/s on a throughput-hint compile (one stream per core): batch 1 streams the images one by one
-        through `predict_async` (a camera's frames); larger batches go through `predict_proba`, which keeps
-        one batch in flight per stream."""
-        import time
-
+    def run_async(self, images, batch_size):
+        """On a throughput-hint compile (one stream per core): batch 1 streams the images one by one through
+        `predict_async` (a camera's frames); larger batches go through `predict_proba`, which keeps one batch
+        in flight per stream."""
         from ..runtime import Classifier
 
         if self._tput is None:
             self._tput = Classifier.load(self.folder, precision=self.precision, threads=self.threads, hint="throughput")
-        images = np.concatenate([x] * max(1, repeat))
-        run = (lambda a: self._tput.predict_async(a)) if batch_size == 1 else (lambda a: self._tput.predict_proba(a, batch_size))
-        run(images[: min(len(images), 4 * batch_size)])  # warm-up: creates the requests
-        t = time.perf_counter()
-        run(images)
-        return len(images) / (time.perf_counter() - t)
+        if batch_size == 1:
+            self._tput.predict_async(images)
+        else:
+            self._tput.predict_proba(images, batch_size)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -146,7 +178,8 @@ class OnnxRuntimeBackend(Backend):
 
 
 class TFLiteBackend(Backend):
-    """TensorFlow Lite (LiteRT) on a float32 conversion of the SavedModel (made once, cached in the folder)."""
+    """LiteRT (ai-edge-litert, TensorFlow Lite's successor, without TensorFlow) on a float32 .tflite conversion of
+    the SavedModel; the conversion needs TensorFlow, runs once and is cached in the folder's tflite/."""
 
     def load(self):
         tf = tensorflow()
@@ -158,10 +191,7 @@ class TFLiteBackend(Backend):
             conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
             write_bytes(path, conv.convert())
         self.model_path = path
-        try:  # the standalone LiteRT interpreter when installed, else TensorFlow's own
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            Interpreter = tf.lite.Interpreter
+        Interpreter = require("ai_edge_litert.interpreter").Interpreter
         self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
         self._inp = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
@@ -177,24 +207,66 @@ class TFLiteBackend(Backend):
         return self._interp.get_tensor(self._out)
 
 
+class BenchmarkAppBackend(Backend):
+    """OpenVINO's own `benchmark_app` on the fp32 IR: its C++ loop, on random inputs, is the ceiling our Python
+    runtime is held against. It times itself (that is the point), so `measure` reads its report; it has no
+    accuracy and no cold start of ours."""
+
+    cold_start = False
+    _NUM = re.compile(r"(Median|Average|Min|Max):\s+([\d.]+)\s*(ms|us)")
+    _TPUT = re.compile(r"Throughput:\s+([\d.]+)\s*FPS")
+
+    def load(self):
+        self.model_path = _need(self.folder / "openvino" / "fp32" / "model.xml", "run `fmnist-edge convert` first")
+        self._exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
+        if not Path(self._exe).exists():
+            raise MissingDependencyError("benchmark_app is not installed (it comes with the openvino wheel); "
+                                         f"{contract.INSTALL_TRAIN}, or leave it out of --backends")
+        self.notes.append("reference ceiling, random inputs")
+
+    def native(self, images):
+        return images  # benchmark_app makes its own random inputs
+
+    def accuracy(self, x, y, batch=250):
+        return None
+
+    def measure(self, pool, batch_size, mode, iters, warmup, duration=None):
+        seconds = max(1, int(duration or (2 if iters < 500 else 10)))
+        streams = 1 if mode == "sync" else self.threads
+        cmd = [self._exe, "-m", str(Path(self.model_path).resolve()), "-d", "CPU", "-hint", "none", "-nthreads",
+               str(self.threads), "-nstreams", str(streams), "-api", mode, "-shape",
+               contract.input_shape_text(batch_size).replace(" ", ""), "-t", str(seconds), "-infer_precision", "f32"]
+        if mode == "sync":
+            cmd += ["-nireq", "1"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, cwd=tempfile.gettempdir()).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        stats = {m.group(1).lower(): float(m.group(2)) * (1000 if m.group(3) == "ms" else 1) for m in self._NUM.finditer(out)}
+        tput = self._TPUT.search(out)
+        if "median" not in stats or not tput:
+            return None
+        latency = {"p50": stats["median"], "mean": stats.get("average"), "p90": None, "p99": None, "min": stats.get("min")}
+        return {"latency_us": latency if mode == "sync" else None, "first_us": None, "throughput_ips": float(tput.group(1))}
+
+
 BACKENDS = {
     "tensorflow": (TensorFlowBackend, ("fp32",)),
     "keras": (KerasBackend, ("fp32",)),
-    "openvino": (OpenVINOBackend, ("fp32", "bf16", "fp16", "int8")),
+    "openvino": (OpenVINOBackend, contract.PRECISIONS),
     "onnxruntime": (OnnxRuntimeBackend, ("fp32",)),
     "tflite": (TFLiteBackend, ("fp32",)),
+    "benchmark_app": (BenchmarkAppBackend, ("fp32",)),
 }
-DEFAULT_BACKENDS = ("tensorflow", "keras", "openvino", "onnxruntime", "tflite", "benchmark_app")
+DEFAULT_BACKENDS = tuple(BACKENDS)
 
 
 def make_backends(names, folder: Path, threads: int, precisions=None) -> list[Backend]:
     """Instantiate (not load) every requested backend x precision."""
     out = []
     for name in names:
-        if name == "benchmark_app":
-            continue
         if name not in BACKENDS:
-            raise ConfigError(f"unknown backend {name!r}; known: {', '.join([*BACKENDS, 'benchmark_app'])}")
+            raise ConfigError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
         cls, precs = BACKENDS[name]
         for p in precs:
             if precisions and name == "openvino" and p not in precisions:

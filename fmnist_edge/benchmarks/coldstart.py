@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import IMAGE_SHAPE, INPUT_SHAPE
 from .backends import env_threads
 
 # Each snippet gets FOLDER, PRECISION, THREADS, `raw` (one uint8 (28, 28) dataset image) and `x` (the same as
@@ -37,11 +38,7 @@ s = ort.InferenceSession(FOLDER + "/onnx/model.onnx", o, providers=["CPUExecutio
 top = int(s.run(None, {s.get_inputs()[0].name: x})[0].argmax())
 """,
     "tflite": """
-try:
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError:
-    import tensorflow as tf
-    Interpreter = tf.lite.Interpreter
+from ai_edge_litert.interpreter import Interpreter
 it = Interpreter(model_path=FOLDER + "/tflite/model.tflite", num_threads=THREADS); it.allocate_tensors()
 it.set_tensor(it.get_input_details()[0]["index"], x); it.invoke()
 top = int(it.get_tensor(it.get_output_details()[0]["index"]).argmax())
@@ -53,7 +50,7 @@ import json, resource, sys
 import numpy as np
 FOLDER, PRECISION, THREADS = {folder!r}, {precision!r}, {threads}
 raw = np.load({image!r})
-x = (raw.astype(np.float32) / 255.0).reshape(1, 28, 28, 1)
+x = (raw.astype(np.float32) / 255.0).reshape({shape})
 {snippet}
 def peak_rss_kb():
     # VmHWM belongs to this process image; ru_maxrss would also count the parent's memory at fork
@@ -62,7 +59,8 @@ def peak_rss_kb():
             return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print("FMNIST_COLD " + json.dumps({{"top": top, "peak_rss_kb": peak_rss_kb()}}), flush=True)
+print("FMNIST_COLD " + json.dumps({{"top": top, "peak_rss_kb": peak_rss_kb(),
+                                   "tensorflow_loaded": "tensorflow" in sys.modules}}), flush=True)
 """
 
 
@@ -72,8 +70,8 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
         return {"error": f"no cold-start recipe for {backend}"}
     img_path = Path(folder).resolve() / "bench" / ".cold_image.npy"
     img_path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(img_path, np.asarray(image, dtype=np.uint8).reshape(28, 28))
-    code = _WRAPPER.format(folder=str(Path(folder).resolve()), precision=precision, threads=threads,
+    np.save(img_path, np.asarray(image, dtype=np.uint8).reshape(IMAGE_SHAPE))
+    code = _WRAPPER.format(folder=str(Path(folder).resolve()), precision=precision, threads=threads, shape=(1, *INPUT_SHAPE[1:]),
                            image=str(img_path), snippet=SNIPPETS[backend])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -84,7 +82,8 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
             if line.startswith("FMNIST_COLD "):
                 elapsed = time.perf_counter() - t0
                 info = json.loads(line.split(" ", 1)[1])
-                result = {"cold_start_s": elapsed, "peak_rss_mb": info["peak_rss_kb"] / 1024, "top": info["top"]}
+                result = {"cold_start_s": elapsed, "peak_rss_mb": info["peak_rss_kb"] / 1024, "top": info["top"],
+                          "tensorflow_loaded": info["tensorflow_loaded"]}
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()

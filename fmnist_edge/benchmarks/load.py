@@ -33,11 +33,10 @@ def _binary_request(x: np.ndarray) -> tuple[bytes, dict]:
     return head + raw, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
 
 
-def start_server(repository: Path, precision: str = "fp32", timeout: float = 60.0) -> tuple[subprocess.Popen, int]:
-    """`fmnist-edge serve --repository` on a free port of 127.0.0.1 in a child process -> (process, port)."""
-    proc = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", "serve", "--repository", str(repository),
-                             "--port", "0", "--precision", precision],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_server(*args: str, timeout: float = 60.0, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """`fmnist-edge serve ARGS` on a free port of 127.0.0.1 in a child process -> (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", "serve", *map(str, args), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + timeout
     lines = []
     while time.monotonic() < deadline:
@@ -51,6 +50,28 @@ def start_server(repository: Path, precision: str = "fp32", timeout: float = 60.
             return proc, int(m.group(1))
     proc.kill()
     raise RuntimeError("the server did not start: " + "".join(lines)[-2000:])
+
+
+def serving_version(port: int) -> str:
+    """The version a live server's /health says it serves."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        return json.loads(conn.getresponse().read())["model"]["version"]
+    finally:
+        conn.close()
+
+
+def stop_server(proc: subprocess.Popen | None) -> None:
+    """SIGTERM (a graceful shutdown), SIGKILL after 10 s."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _client(port: int, path: str, body: bytes, headers: dict, stop: threading.Event, out: list, errors: list) -> None:
@@ -114,7 +135,7 @@ def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precisio
     proc = None
     try:
         publish(artifacts, root, precision if precision != "bf16" else "fp32")
-        proc, port = start_server(root, precision)
+        proc, port = start_server("--repository", root, "--precision", precision)
         rows = []
         for kind, (path, body, headers) in kinds.items():
             for c in concurrency:
@@ -124,17 +145,8 @@ def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precisio
                     f"p99 {row['p99_ms']} ms, {row['failed']} failed")
                 rows.append(row)
         versions = sorted((p.name for p in (root / MODEL_NAME).iterdir() if p.name.isdigit()), key=int)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/health")
-        serving = json.loads(conn.getresponse().read())["model"]["version"]
-        conn.close()
-        return {"rows": rows, "published": len(versions), "serving_at_end": serving, "precision": precision,
+        return {"rows": rows, "published": len(versions), "serving_at_end": serving_version(port), "precision": precision,
                 "seconds_per_step": seconds}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
         shutil.rmtree(root, ignore_errors=True)

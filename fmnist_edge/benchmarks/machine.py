@@ -6,20 +6,15 @@ import os
 import platform
 
 from ..host import cpu_flags, cpu_model, usable_cores
-from ..versions import versions as _versions
+from ..versions import versions
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
-PACKAGES = ("openvino", "tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx", "nncf", "numpy")
 
 
 def cpu_info() -> dict:
     flags = cpu_flags()
     return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
             "isa": [f for f in ISA_FLAGS if f in flags]}
-
-
-def versions() -> dict:
-    return _versions(PACKAGES)
 
 
 def machine() -> dict:

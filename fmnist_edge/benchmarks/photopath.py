@@ -38,7 +38,7 @@ def photo_path(folder, x: np.ndarray, y: np.ndarray, precision: str = "auto", th
         shots = [p.data for p in P.make_photos(x[:n], y[:n], conditions=("camera",), sizes=(size,), seed=seed)]
         k = {"i": 0}
 
-        def cycle(fn):
+        def cycle(fn, shots=shots, k=k):
             def step():
                 k["i"] += 1
                 return fn(shots[k["i"] % len(shots)])
@@ -50,7 +50,7 @@ def photo_path(folder, x: np.ndarray, y: np.ndarray, precision: str = "auto", th
                                   ("predict_us", clf.predict))}
         model = timed_loop(lambda: clf.predict(x[0]), warmup=20, iters=reps)["latency_us"]["p50"]
         many = shots * max(1, 64 // len(shots))
-        tput = timed_loop(lambda: clf.predict_proba(many), warmup=1, iters=3)["latency_us"]["p50"]
+        tput = timed_loop(lambda many=many: clf.predict_proba(many), warmup=1, iters=3)["latency_us"]["p50"]
         w, h = P.FRAME_SIZES.get(size, size) if isinstance(size, str) else size
         rows.append({"size": size if isinstance(size, str) else f"{w}x{h}", "frame": f"{w}x{h}",
                      "jpeg_kb": round(float(np.mean([len(s) for s in shots])) / 1024, 1),
@@ -58,9 +58,9 @@ def photo_path(folder, x: np.ndarray, y: np.ndarray, precision: str = "auto", th
                      "photos_per_s": round(len(many) * 1e6 / tput, 1),
                      "over_floor": round(stats["predict_us"] / (stats["decode_floor_us"] + model), 2)})
     m = min(agreement_images, len(x))
-    shots = P.make_photos(x[:m], y[:m], sizes=("vga",), seed=seed)
+    conditions = P.agreement(clf, x[:m], y[:m], P.make_photos(x[:m], y[:m], sizes=("vga",), seed=seed)) if m else {}
     return {"precision": clf.precision, "precision_choice": clf.choice, "cores": usable_cores(), "sizes": rows,
-            "conditions": P.agreement(clf, x[:m], y[:m], shots)}
+            "conditions": conditions}
 
 
 def table(result: dict) -> str:

@@ -156,7 +156,7 @@ def make_photos(images: np.ndarray, labels: np.ndarray, conditions=tuple(CONDITI
         for si, sname in enumerate(sizes):
             size = FRAME_SIZES[sname] if isinstance(sname, str) else tuple(sname)
             rng = np.random.default_rng([seed, ci, si])
-            for i, (img, label) in enumerate(zip(images, labels)):
+            for i, (img, label) in enumerate(zip(images, labels, strict=True)):
                 data, meta = camera_photo(img, cond, size, rng)
                 out.append(Photo(data, i, int(label), cond.name, size, meta))
     return out
@@ -167,7 +167,7 @@ def agreement(classifier, images: np.ndarray, labels: np.ndarray, photos: list[P
     reference = classifier.predict_proba(images).argmax(1)
     predicted = classifier.predict_proba([p.data for p in photos]).argmax(1)
     rows: dict[str, dict] = {}
-    for p, got in zip(photos, predicted):
+    for p, got in zip(photos, predicted, strict=True):
         r = rows.setdefault(p.condition, {"n": 0, "agree": 0, "correct": 0, "dataset_correct": 0})
         r["n"] += 1
         r["agree"] += int(got == reference[p.index])

@@ -12,7 +12,7 @@ CSV_FIELDS = ["backend", "precision", "batch_size", "mode", "p50_us", "p90_us", 
               "throughput_ips", "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb", "speedup_vs_tensorflow", "cpu_steal_s", "notes"]
 
 
-def _tf_reference(results: list[dict], batch: int, mode: str) -> dict | None:
+def _tf_reference(results: list[dict], batch: int) -> dict | None:
     for r in results:
         if r["backend"] == "tensorflow" and r["batch_size"] == batch and r["mode"] == "sync":
             return r
@@ -21,7 +21,7 @@ def _tf_reference(results: list[dict], batch: int, mode: str) -> dict | None:
 
 def speedup(r: dict, results: list[dict]) -> float | None:
     """Throughput over TensorFlow's at the same batch size (sync), the baseline everything is compared to."""
-    ref = _tf_reference(results, r["batch_size"], r["mode"])
+    ref = _tf_reference(results, r["batch_size"])
     if not ref or not ref["throughput_ips"] or not r["throughput_ips"]:
         return None
     return r["throughput_ips"] / ref["throughput_ips"]
@@ -33,7 +33,8 @@ def _fmt(v, spec, none="-"):
 
 def table(result: dict) -> str:
     rows = result["results"]
-    head = f"{'backend':<14}{'prec':<6}{'batch':>6} {'mode':<6}{'size':>9}{'acc':>8}{'p50 ms':>9}{'p99 ms':>9}{'img/s':>10}{'cold s':>8}{'RSS MB':>8}{'vs TF':>8}"
+    head = (f"{'backend':<14}{'prec':<6}{'batch':>6} {'mode':<6}{'size':>9}{'acc':>8}{'p50 ms':>9}{'p99 ms':>9}{'img/s':>10}"
+            f"{'cold s':>8}{'RSS MB':>8}{'vs TF':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lat = r["latency_us"] or {}
@@ -58,8 +59,24 @@ def table(result: dict) -> str:
         lines += ["", f"machine: {m.get('cpu')}, {m.get('usable_cores')} usable cores, ISA {' '.join(m.get('isa', []))}; "
                   f"threads {result['config']['threads']}"]
         if m.get("cpu_steal_s"):
-            lines.append(f"the VM's host took {m['cpu_steal_s']:.0f} CPU-s during the run (steal): compare figures as ratios within one run")
+            lines.append(f"the VM's host took {m['cpu_steal_s']:.0f} CPU-s during the run (steal): "
+                         "compare figures as ratios within one run")
     return "\n".join(lines)
+
+
+def text(result: dict) -> str:
+    """What `fmnist-edge bench` prints: the backends' table, then the photo path and the soak when measured."""
+    parts = [table(result)]
+    if result.get("photos"):
+        from .photopath import table as photo_table
+
+        parts.append(photo_table(result["photos"]))
+    s = result.get("soak")
+    if s:
+        parts.append(f"soak: {s['predictions']} predictions from {s['threads']} threads in {s['wall_s']:.1f} s, "
+                     f"RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB (max {s['rss_max_mb']:.0f}), "
+                     f"{s['mismatches']} mismatches vs one thread")
+    return "\n\n".join(parts)
 
 
 def to_csv(result: dict) -> str:

@@ -37,7 +37,7 @@ def soak(folder: str | Path, n: int, images: np.ndarray, precision: str = "fp32"
         clf.predict(img)
     rss_start = rss_mb()
     samples = [rss_start]
-    mismatches, done = [], [0]
+    mismatches = []
     lock = threading.Lock()
     per_thread = n // threads
 
@@ -50,7 +50,6 @@ def soak(folder: str | Path, n: int, images: np.ndarray, precision: str = "fp32"
                     mismatches.append({"thread": tid, "image": int(j), "expected": expected[j], "got": int(got)})
             if i % 1000 == 999:
                 with lock:
-                    done[0] += 1000
                     samples.append(rss_mb())
                     if progress:
                         progress(1000)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..errors import require
-from .source import INPUT_NAME, OUTPUT_NAME
 
 # fp32 IR and ONNX must compute what TensorFlow computes.
 PARITY_MAX_ABS_DIFF = 1e-4
@@ -69,3 +69,18 @@ def onnx_probs(path: Path, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = [session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + BATCH]})[0] for i in range(0, len(images), BATCH)]
     return np.concatenate(out).astype(np.float32)
+
+
+def tflite_probs(path: Path, images: np.ndarray) -> np.ndarray:
+    """Run the .tflite model on LiteRT's interpreter (ai-edge-litert), as a kiosk without TensorFlow would."""
+    interp = require("ai_edge_litert.interpreter").Interpreter(model_path=str(path))
+    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    probs = []
+    for i in range(0, len(images), BATCH):
+        x = np.ascontiguousarray(images[i : i + BATCH], np.float32)
+        interp.resize_tensor_input(inp, list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        probs.append(interp.get_tensor(out).copy())
+    return np.concatenate(probs).astype(np.float32)

@@ -5,23 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from .. import data
+from .. import contract
 from ..runtime.manifest import sha256
-from ..versions import versions as _versions
-from .source import INPUT_NAME, OUTPUT_NAME
+from ..versions import versions
 
-SCHEMA_VERSION = 1
 FILENAME = "manifest.json"
-PACKAGES = ("tensorflow", "keras", "openvino", "nncf", "onnx", "tf2onnx", "onnxruntime")
 
 
 def file_entry(root: Path, path: Path) -> dict:
     """{"path": relative to root with '/', "bytes", "sha256"}."""
     return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256(path)}
-
-
-def versions() -> dict:
-    return _versions(PACKAGES)
 
 
 def artifact(fmt: str, precision: str, files: list[dict], inference_precision: str | None = None,
@@ -32,14 +25,11 @@ def artifact(fmt: str, precision: str, files: list[dict], inference_precision: s
 
 def build(source_path: Path, kind: str, artifacts: list[dict]) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": contract.MANIFEST_SCHEMA,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"path": str(source_path), "kind": kind},
-        "class_names": list(data.CLASS_NAMES),
-        "input": {"name": INPUT_NAME, "shape": [-1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", "range": [0, 1],
-                  "preprocessing": "pixel / 255 of a dataset-form image (uint8 28x28, bright garment on black); a photo "
-                                   "becomes one with fmnist_edge.runtime.to_dataset_form"},
-        "output": {"name": OUTPUT_NAME, "shape": [-1, data.NUM_CLASSES], "dtype": "float32"},
+        "class_names": list(contract.CLASS_NAMES),
+        **contract.tensor_specs(),
         "versions": versions(),
         "artifacts": artifacts,
     }
@@ -51,7 +41,8 @@ def _size(n: int) -> str:
 
 def table(manifest: dict) -> str:
     """One row per artifact: format, precision, size, agreement, max abs diff, accuracy (vs TF), status."""
-    lines = [f"{'format':<9} {'precision':<9} {'compute':<7} {'size':>9} {'agreement':>9} {'max|diff|':>9} {'accuracy':>8} {'TF acc':>7}  status"]
+    lines = [f"{'format':<9} {'precision':<9} {'compute':<7} {'size':>9} {'agreement':>9} {'max|diff|':>9} {'accuracy':>8} "
+             f"{'TF acc':>7}  status"]
     for a in manifest["artifacts"]:
         c = a["check"]
         size = _size(sum(f["bytes"] for f in a["files"])) if a["files"] else "-"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ArtifactError, ConversionError, require
-from .source import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+from ..atomic import write_error
+from ..contract import INPUT_NAME, OUTPUT_NAME
+from ..errors import ConversionError, first_line, require
+from .source import SIGNATURE
 
 OPSETS = range(13, 19)  # what tf2onnx 1.17 writes and onnxruntime runs
 DEFAULT_OPSET = 17
@@ -35,19 +37,20 @@ def export_onnx(saved_model: Path, path: Path, opset: int = DEFAULT_OPSET) -> Pa
                     tensors_to_rename=renames, initialized_tables=tables,
                 )
     except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types
-        raise ConversionError(f"tf2onnx failed on {saved_model}: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise ConversionError(f"tf2onnx failed on {saved_model}: {first_line(exc)}") from None
     graph = proto.graph
     if [i.name for i in graph.input] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
-        raise ConversionError(f"the ONNX graph has inputs {[i.name for i in graph.input]} and outputs {[o.name for o in graph.output]}; expected ['{INPUT_NAME}'] and ['{OUTPUT_NAME}']")
+        raise ConversionError(f"the ONNX graph has inputs {[i.name for i in graph.input]} and outputs "
+                              f"{[o.name for o in graph.output]}; expected ['{INPUT_NAME}'] and ['{OUTPUT_NAME}']")
     for value in (graph.input[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM  # tf2onnx names it unk__NN
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"onnx.checker rejects the converted model: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise ConversionError(f"onnx.checker rejects the converted model: {first_line(exc)}") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(path))
-    except OSError as exc:
-        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - onnx.save raises its own types too
+        raise write_error(path, exc) from None
     return path

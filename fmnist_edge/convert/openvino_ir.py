@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ArtifactError, ConversionError
-from .source import INPUT_NAME, OUTPUT_NAME
+from ..atomic import write_error
+from ..contract import INPUT_NAME, OUTPUT_NAME
+from ..errors import ConversionError, first_line
 
 XML = "model.xml"
 BIN = "model.bin"
@@ -33,7 +34,7 @@ def convert_ir(saved_model: Path):
         with quiet():
             model = ov.convert_model(str(saved_model))
     except Exception as exc:  # noqa: BLE001 - the frontends raise their own types
-        raise ConversionError(f"openvino.convert_model failed on {saved_model}: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise ConversionError(f"openvino.convert_model failed on {saved_model}: {first_line(exc)}") from None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConversionError(f"the IR has {len(model.inputs)} inputs and {len(model.outputs)} outputs; expected one of each")
     model.inputs[0].get_tensor().set_names({INPUT_NAME})
@@ -52,5 +53,5 @@ def save_ir(model, folder: Path, compress_to_fp16: bool) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(folder / XML), compress_to_fp16=compress_to_fp16)
     except Exception as exc:  # noqa: BLE001 - OpenVINO reports a full disk as a RuntimeError
-        raise ArtifactError(f"cannot write {folder / XML}: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise write_error(folder / XML, exc) from None
     return [folder / XML, folder / BIN]

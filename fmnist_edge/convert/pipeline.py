@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import data
-from ..atomic import write_json
-from ..contract import FIRST_VERSION, MODEL_NAME
-from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError
-from ..runtime.manifest import PRECISIONS  # bf16: the fp32 IR computed in bf16 (a runtime mode, no files of its own)
+from ..atomic import atomic_dir, write_json
+from ..contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FIRST_VERSION, FORMATS, MODEL_NAME, PRECISIONS
+from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError, first_line
+from ..runtime.preprocess import to_model_input
 from . import check as checks
 from . import manifest as mf
 from .onnx_export import DEFAULT_OPSET, OPSETS
 from .serving import write_version_manifest
 from .source import locate
 
-FORMATS = ("openvino", "onnx")
-DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
-OWNED_DIRS = ("openvino", "onnx", "serving")  # with manifest.json, what convert writes in --out and replaces on a re-run
+OWNED = (mf.FILENAME, "openvino", "onnx", "tflite", "serving")  # what convert writes in --out and replaces on a re-run
 TEST_SIZE = 10_000
 
 
@@ -36,85 +33,69 @@ def parse_list(value, known: tuple[str, ...], what: str) -> tuple[str, ...]:
     return tuple(k for k in known if k in items)
 
 
-def _validate(formats, precisions, opset, calib_size, check, max_drop):
-    formats = parse_list(formats, FORMATS, "formats")
-    precisions = parse_list(precisions, PRECISIONS, "precisions")
-    opset = DEFAULT_OPSET if opset is None else opset
-    if opset not in OPSETS:
-        raise ConfigError(f"--opset {opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    if not isinstance(calib_size, int) or not 1 <= calib_size <= 50_000:
-        raise ConfigError(f"--calib-size must be in 1..50000 images, got {calib_size}")
-    if isinstance(check, str):
-        if check.strip().lower() != "all":
-            try:
-                check = int(check)
-            except ValueError:
-                raise ConfigError(f"--check must be a number of test images or 'all', got {check!r}") from None
-        else:
-            check = TEST_SIZE
-    if not 1 <= check:
-        raise ConfigError(f"--check must be at least 1 test image (or 'all'), got {check}")
-    if not 0.0 <= max_drop <= 1.0:
-        raise ConfigError(f"--max-drop is an absolute accuracy drop in [0, 1], got {max_drop}")
-    return formats, precisions, opset, check
+@dataclass(frozen=True)
+class ConvertConfig:
+    """What one conversion writes and how strictly it checks it; checked once, when it is made."""
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS  # OpenVINO's; bf16 is the fp32 IR computed in bf16
+    opset: int = DEFAULT_OPSET  # ONNX
+    calib_size: int = 300  # INT8 calibration images from the training split
+    check: int = 1000  # test images each artifact is checked on
+    max_drop: float = 0.01  # largest INT8 accuracy drop allowed (absolute)
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_list(self.formats, FORMATS, "formats")
+        parse_list(self.precisions, PRECISIONS, "precisions")
+        if self.opset not in OPSETS:
+            raise ConfigError(f"--opset {self.opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} "
+                              f"(default {DEFAULT_OPSET})")
+        if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or not 1 <= self.calib_size <= 50_000:
+            raise ConfigError(f"--calib-size must be in 1..50000 images, got {self.calib_size}")
+        if not isinstance(self.check, int) or self.check < 1:
+            raise ConfigError(f"--check must be at least 1 test image (or 'all'), got {self.check}")
+        if not 0.0 <= self.max_drop <= 1.0:
+            raise ConfigError(f"--max-drop is an absolute accuracy drop in [0, 1], got {self.max_drop}")
+
+    @classmethod
+    def from_options(cls, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=300, check=1000,
+                     max_drop=0.01, data_dir=None) -> ConvertConfig:
+        """As the command line gives them: comma lists ('openvino,onnx'), `check` a number or 'all', opset None."""
+        if isinstance(check, str):
+            word = check.strip().lower()
+            if word == "all":
+                check = TEST_SIZE
+            else:
+                try:
+                    check = int(word)
+                except ValueError:
+                    raise ConfigError(f"--check must be a number of test images or 'all', got {check!r}") from None
+        return cls(parse_list(formats, FORMATS, "formats"), parse_list(precisions, PRECISIONS, "precisions"),
+                   DEFAULT_OPSET if opset is None else opset, calib_size, check, max_drop, data_dir)
 
 
-def _stage_dir(out: Path) -> Path:
-    """A fresh hidden folder inside `out` (same file system, so the final moves are renames)."""
-    if out.exists() and not out.is_dir():
-        raise ArtifactError(f"--out {out} is a file; give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".convert-tmp-", dir=out))
-    except OSError as exc:
-        raise ArtifactError(f"cannot write in {out}: {exc.strerror or exc}; choose a writable --out") from None
-    os.chmod(stage, 0o755)
-    return stage
-
-
-def _place(stage: Path, out: Path, log=print) -> None:
-    """Replace convert's own entries in `out` with the staged ones; train's files are never touched.
-    The manifest goes first and comes last, so a reader never sees one that lists missing files."""
-    trash = Path(tempfile.mkdtemp(prefix=".convert-old-", dir=out))
-    try:
-        for name in (mf.FILENAME, *OWNED_DIRS):
-            if (out / name).exists() or (out / name).is_symlink():
-                os.replace(out / name, trash / name)
-        for name in (*OWNED_DIRS, mf.FILENAME):
-            if (stage / name).exists():
-                os.replace(stage / name, out / name)
-            elif (trash / name).exists():
-                log(f"removed the old {out / name} (not requested this time)")
-    except OSError as exc:
-        for old in trash.iterdir():  # put the previous artifacts back where nothing new took their place
-            if not (out / old.name).exists():
-                os.replace(old, out / old.name)
-        raise ArtifactError(f"cannot move the artifacts into {out}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=300,
+def convert(model, out=None, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=300,
             check=1000, max_drop=0.01, data_dir=None, log=print) -> dict:
     """Convert `model` (artifact folder, SavedModel folder, .keras/.h5 file) to OpenVINO IR and ONNX under `out`,
     check each artifact against TensorFlow, write manifest.json and return it.
 
     Raises ConversionError (with the manifest as `.manifest`, after writing) when an artifact failed its check."""
-    formats, precisions, opset, n_check = _validate(formats, precisions, opset, calib_size, check, max_drop)
+    cfg = ConvertConfig.from_options(formats, precisions, opset, calib_size, check, max_drop, data_dir)
     path, _, _ = locate(model)  # fails fast on a missing path, before TensorFlow loads
     out = Path(out) if out is not None else path.parent  # the artifact folder, or the folder that holds the model
-    created = not out.exists()
-    stage = _stage_dir(out)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fmnist-convert-") as work:
-            manifest = _convert(model, stage, Path(work), formats, precisions, opset, calib_size, n_check, max_drop, data_dir, log)
-        _place(stage, out, log)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)  # a folder made for this run goes with it
-        raise
-    shutil.rmtree(stage, ignore_errors=True)
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"--out {out} is a file; give a folder")
+    previous = {name for name in OWNED if (out / name).exists()}
+    # The whole of --out is staged (what convert does not own carried over as hard links) and swapped in at once:
+    # a reader, or a kill at any moment, sees the previous set or the new one, never a mix.
+    with atomic_dir(out, keep=lambda name: name not in OWNED) as stage:
+        work = stage / ".work"
+        work.mkdir()
+        manifest = _Conversion(model, cfg, stage, out, log).run(work)
+        shutil.rmtree(work)
+        for name in sorted(previous - {p.name for p in stage.iterdir()}):
+            log(f"removed the old {out / name} (not requested this time)")
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
     log(f"wrote {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME}), {len(manifest['artifacts']) - len(failed)} ok")
     if failed:
@@ -125,112 +106,124 @@ def convert(model, out=None, formats=FORMATS, precisions=DEFAULT_PRECISIONS, ops
     return manifest
 
 
-def _images(uint8: np.ndarray) -> np.ndarray:
-    """Dataset-form uint8 (N, 28, 28) -> (N, 28, 28, 1) float32 in [0, 1], through the runtime's preprocessing."""
-    try:
-        from ..runtime.preprocess import to_model_input
-    except ImportError:  # a checkout without the runtime: the same arithmetic, from the data module
-        return data.normalize(uint8)
-    return to_model_input(uint8)
+class _Conversion:
+    """One run of `convert`: the source, the test images every artifact is checked on, and the artifacts so far."""
 
+    def __init__(self, model, cfg: ConvertConfig, stage: Path, out: Path, log):
+        self.model, self.cfg, self.stage, self.out, self.log = model, cfg, stage, out, log
+        self.artifacts: list[dict] = []
 
-def _convert(model, stage, work, formats, precisions, opset, calib_size, n_check, max_drop, data_dir, log) -> dict:
-    from .source import prepare
+    def run(self, work: Path) -> dict:
+        from .source import prepare
 
-    t0 = time.perf_counter()
-    ds = data.load(data_dir)
-    n_check = min(n_check, len(ds.y_test))
-    x_check, y_check = _images(ds.x_test[:n_check]), ds.y_test[:n_check].astype(np.int64)
-    source = prepare(model, work, x_check[:64])
-    for note in source.notes:
-        log(f"note: {note}")
-    log(f"source: {source.path} ({source.kind}); checking on {n_check} test images")
-    reference = source.reference(x_check)
-    artifacts = []
+        t0 = time.perf_counter()
+        self.ds = data.load(self.cfg.data_dir)
+        n_check = min(self.cfg.check, len(self.ds.y_test))
+        self.x_check = to_model_input(self.ds.x_test[:n_check])  # (N, 28, 28, 1) float32 in [0, 1]
+        self.y_check = self.ds.y_test[:n_check].astype(np.int64)
+        self.source = prepare(self.model, work, self.x_check[:64])
+        for note in self.source.notes:
+            self.log(f"note: {note}")
+        self.log(f"source: {self.source.path} ({self.source.kind}); checking on {n_check} test images")
+        self.reference = self.source.reference(self.x_check)
+        if "openvino" in self.cfg.formats:
+            self.openvino()
+        if "onnx" in self.cfg.formats:
+            self.onnx()
+        if "tflite" in self.cfg.formats:
+            self.tflite()
+        manifest = mf.build(self.source.path, self.source.kind, self.artifacts)
+        write_json(self.stage / mf.FILENAME, manifest)
+        version_dir = self.stage / "serving" / MODEL_NAME / FIRST_VERSION
+        if version_dir.is_dir():  # the serving layout's version verifies on its own, with the fp32 check's figures
+            write_version_manifest(version_dir, manifest, "fp32")
+        self.log(f"converted and checked in {time.perf_counter() - t0:.0f} s")
+        return manifest
 
-    def record(fmt, precision, files, run):
-        """Check one written artifact; `run()` -> (probabilities, inference_precision)."""
-        entry = mf.artifact(fmt, precision, [mf.file_entry(stage, f) for f in files])
+    def record(self, fmt: str, precision: str, files: list[Path], run) -> None:
+        """Check one written artifact against TensorFlow; `run()` -> (probabilities, inference_precision)."""
+        entry = mf.artifact(fmt, precision, [mf.file_entry(self.stage, f) for f in files])
         try:
             probs, entry["inference_precision"] = run()
-            entry["check"] = checks.compare(reference, probs, y_check)
-            entry["status"], entry["reason"] = checks.verdict(precision, fmt, entry["check"], max_drop)
+            entry["check"] = checks.compare(self.reference, probs, self.y_check)
+            entry["status"], entry["reason"] = checks.verdict(precision, fmt, entry["check"], self.cfg.max_drop)
         except FmnistEdgeError as exc:
             entry["status"], entry["reason"] = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the artifact is a failed artifact
-            entry["status"], entry["reason"] = "failed", f"cannot run it: {_first_line(exc)}"
-        artifacts.append(entry)
+            entry["status"], entry["reason"] = "failed", f"cannot run it: {first_line(exc, 300)}"
+        self.artifacts.append(entry)
         c = entry["check"]
         figures = f"agreement {c['agreement']:.4f}, max abs diff {c['max_abs_diff']:.1e}, accuracy {c['accuracy']:.4f}" if c else ""
-        log(f"{fmt} {precision}: {entry['status']}{' (' + figures + ')' if figures else ''}{': ' + entry['reason'] if entry['reason'] else ''}")
+        details = (f" ({figures})" if figures else "") + (f": {entry['reason']}" if entry["reason"] else "")
+        self.log(f"{fmt} {precision}: {entry['status']}{details}")
 
-    def failed(fmt, precision, exc):
-        artifacts.append(mf.artifact(fmt, precision, [], status="failed", reason=_first_line(exc)))
-        log(f"{fmt} {precision}: failed: {_first_line(exc)}")
+    def failed(self, fmt: str, precision: str, exc: Exception) -> None:
+        """An artifact that could not be written at all."""
+        self.artifacts.append(mf.artifact(fmt, precision, [], status="failed", reason=first_line(exc, 300)))
+        self.log(f"{fmt} {precision}: failed: {first_line(exc, 300)}")
 
-    if "openvino" in formats:
-        _openvino(source, stage, precisions, calib_size, ds, x_check, record, failed, log)
-    if "onnx" in formats:
+    def onnx(self) -> None:
         from .onnx_export import FILENAME, export_onnx
 
         try:
-            onnx_path = export_onnx(source.saved_model, stage / "onnx" / FILENAME, opset)
+            path = export_onnx(self.source.saved_model, self.stage / "onnx" / FILENAME, self.cfg.opset)
         except ArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001
-            failed("onnx", "fp32", exc)
+            self.failed("onnx", "fp32", exc)
         else:
-            record("onnx", "fp32", [onnx_path], lambda: (checks.onnx_probs(onnx_path, x_check), None))
-    manifest = mf.build(source.path, source.kind, artifacts)
-    write_json(stage / mf.FILENAME, manifest)
-    version_dir = stage / "serving" / MODEL_NAME / FIRST_VERSION
-    if version_dir.is_dir():  # the serving layout's version verifies on its own, with the fp32 check's figures
-        write_version_manifest(version_dir, manifest, "fp32")
-    log(f"converted and checked in {time.perf_counter() - t0:.0f} s")
-    return manifest
+            self.record("onnx", "fp32", [path], lambda: (checks.onnx_probs(path, self.x_check), None))
 
+    def tflite(self) -> None:
+        from .tflite_export import FILENAME, export_tflite
 
-def _openvino(source, stage, precisions, calib_size, ds, x_check, record, failed, log) -> None:
-    from .openvino_ir import convert_ir, save_ir
-    from .serving import serve_command, write_serving
-
-    try:
-        model = convert_ir(source.saved_model)
-    except Exception as exc:  # noqa: BLE001
-        for p in precisions:
-            failed("openvino", p, exc)
-        return
-    ir = stage / "openvino"
-    if {"fp32", "bf16"} & set(precisions):
-        fp32 = save_ir(model, ir / "fp32", compress_to_fp16=False)
-        if "fp32" in precisions:
-            record("openvino", "fp32", fp32, lambda: checks.openvino_probs(fp32[0], x_check, "f32"))
-        if "bf16" in precisions:
-            record("openvino", "bf16", fp32, lambda: checks.openvino_probs(fp32[0], x_check, "bf16"))
         try:
-            write_serving(stage / "serving", fp32)
-        except OSError as exc:
-            raise ArtifactError(f"cannot write the serving layout: {exc.strerror or exc}") from None
-        log(f"serving layout: {stage.parent / 'serving'}/ (serve it with: {serve_command(stage.parent / 'serving')})")
-    if "fp16" in precisions:
-        fp16 = save_ir(model, ir / "fp16", compress_to_fp16=True)
-        record("openvino", "fp16", fp16, lambda: checks.openvino_probs(fp16[0], x_check, "f32"))
-    if "int8" in precisions:
-        from .quantize import calibration_images, quantize_ir
-
-        cfg = source.metadata.get("config") or {}
-        try:
-            calib = _images(calibration_images(ds, calib_size, cfg.get("val_fraction", 0.1), cfg.get("seed", 0)))
-            int8 = save_ir(quantize_ir(model, calib), ir / "int8", compress_to_fp16=False)
+            path = export_tflite(self.source.saved_model, self.stage / "tflite" / FILENAME)
         except ArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001
-            failed("openvino", "int8", exc)
+            self.failed("tflite", "fp32", exc)
         else:
-            log(f"int8: NNCF post-training quantization calibrated on {len(calib)} training-split images")
-            record("openvino", "int8", int8, lambda: checks.openvino_probs(int8[0], x_check, "f32"))
+            self.record("tflite", "fp32", [path], lambda: (checks.tflite_probs(path, self.x_check), None))
 
+    def openvino(self) -> None:
+        from .openvino_ir import convert_ir, save_ir
+        from .serving import serve_command, write_serving
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+        precisions, x = self.cfg.precisions, self.x_check
+        try:
+            model = convert_ir(self.source.saved_model)
+        except Exception as exc:  # noqa: BLE001
+            for p in precisions:
+                self.failed("openvino", p, exc)
+            return
+        ir = self.stage / "openvino"
+        if {"fp32", "bf16"} & set(precisions):
+            fp32 = save_ir(model, ir / "fp32", compress_to_fp16=False)
+            if "fp32" in precisions:
+                self.record("openvino", "fp32", fp32, lambda: checks.openvino_probs(fp32[0], x, "f32"))
+            if "bf16" in precisions:
+                self.record("openvino", "bf16", fp32, lambda: checks.openvino_probs(fp32[0], x, "bf16"))
+            try:
+                write_serving(self.stage / "serving", fp32)
+            except OSError as exc:
+                raise ArtifactError(f"cannot write the serving layout: {exc.strerror or exc}") from None
+            self.log(f"serving layout: {self.out / 'serving'}/ (serve it with: {serve_command(self.out / 'serving')})")
+        if "fp16" in precisions:
+            fp16 = save_ir(model, ir / "fp16", compress_to_fp16=True)
+            self.record("openvino", "fp16", fp16, lambda: checks.openvino_probs(fp16[0], x, "f32"))
+        if "int8" in precisions:
+            from .quantize import calibration_images, quantize_ir
+
+            recipe = self.source.metadata.get("config") or {}
+            try:
+                calib = to_model_input(calibration_images(self.ds, self.cfg.calib_size, recipe.get("val_fraction", 0.1),
+                                                          recipe.get("seed", 0)))
+                int8 = save_ir(quantize_ir(model, calib), ir / "int8", compress_to_fp16=False)
+            except ArtifactError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self.failed("openvino", "int8", exc)
+            else:
+                self.log(f"int8: NNCF post-training quantization calibrated on {len(calib)} training-split images")
+                self.record("openvino", "int8", int8, lambda: checks.openvino_probs(int8[0], x, "f32"))

@@ -14,12 +14,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import faults
+from ..atomic import owner_tag, sweep
 from ..contract import FIRST_VERSION as VERSION
+from ..contract import IR_PRECISIONS as PUBLISHABLE
 from ..contract import MODEL_NAME
 from ..errors import ArtifactError, ConfigError
 
-# the precisions a version folder can hold; bf16 is the fp32 IR computed in bf16
-PUBLISHABLE = ("fp32", "fp16", "int8")
+STAGE_PREFIX = ".publish-"  # a version being copied; servers only look at numbered folders
 
 
 def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
@@ -67,7 +69,8 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
     base = Path(repository) / MODEL_NAME
     try:
         base.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=base))
+        sweep(base, (STAGE_PREFIX,))  # what a killed publish left
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{owner_tag()}-", dir=base))
     except OSError as exc:
         raise ArtifactError(f"cannot write in {base}: {exc.strerror or exc}; choose a writable repository") from None
     try:
@@ -78,6 +81,7 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         os.chmod(stage, 0o755)
+        faults.point("publish-staged")
         while True:  # the next free number; a concurrent publisher that takes it first makes us try the next
             version = base / str(max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) + 1)
             try:

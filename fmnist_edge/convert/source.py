@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data
-from ..errors import ModelFileError
+from .. import contract
+from ..contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from ..errors import ModelFileError, first_line
 from ..quiet import keras as _keras
 from ..quiet import quiet, tensorflow
 
-from ..contract import INPUT_NAME, OUTPUT_NAME  # noqa: F401 - the converter's modules take them from here
-INPUT_SHAPE = (None, 28, 28, 1)  # (N, 28, 28, 1) float32 in [0, 1], NHWC
 SIGNATURE = "serving_default"
 KINDS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 
@@ -68,10 +67,6 @@ def locate(model: str | Path) -> tuple[Path, str, dict]:
     return path, KINDS[path.suffix.lower()], metadata
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
 
 def _check_shapes(path: Path, in_shape, out_shape, in_dtype: str) -> bool:
     """Raise ModelFileError unless input is (N, 28, 28, 1) (or (N, 28, 28)) float32 and output is (N, 10).
@@ -79,11 +74,13 @@ def _check_shapes(path: Path, in_shape, out_shape, in_dtype: str) -> bool:
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
     squeeze = _fits(in_shape, INPUT_SHAPE[:3])
     if not (_fits(in_shape, INPUT_SHAPE) or squeeze):
-        raise ModelFileError(f"{path}: the model takes input of shape {_shape(in_shape)}, but Fashion-MNIST models take [N, 28, 28, 1]")
+        raise ModelFileError(f"{path}: the model takes input of shape {_shape(in_shape)}, "
+                             f"but Fashion-MNIST models take {contract.input_shape_text()}")
     if in_dtype != "float32":
-        raise ModelFileError(f"{path}: the model takes {in_dtype} input; a float32 [N, 28, 28, 1] input in [0, 1] is needed")
-    if len(out_shape) != 2 or out_shape[1] != data.NUM_CLASSES:
-        raise ModelFileError(f"{path}: the model outputs shape {_shape(out_shape)}, but {data.NUM_CLASSES} class scores [N, 10] are needed")
+        raise ModelFileError(f"{path}: the model takes {in_dtype} input; a float32 {contract.input_shape_text()} input in [0, 1] is needed")
+    if len(out_shape) != 2 or out_shape[1] != contract.NUM_CLASSES:
+        raise ModelFileError(f"{path}: the model outputs shape {_shape(out_shape)}, "
+                             f"but {contract.NUM_CLASSES} class scores [N, {contract.NUM_CLASSES}] are needed")
     if in_shape[0] is not None:
         raise ModelFileError(f"{path}: the model's batch size is fixed at {in_shape[0]}; export it with a dynamic batch (None)")
     return squeeze
@@ -91,7 +88,7 @@ def _check_shapes(path: Path, in_shape, out_shape, in_dtype: str) -> bool:
 
 def _fits(shape: tuple, want: tuple) -> bool:
     """Same rank, and every non-batch dimension equal or unknown (None)."""
-    return len(shape) == len(want) and all(s is None or s == w for s, w in zip(shape[1:], want[1:]))
+    return len(shape) == len(want) and all(s is None or s == w for s, w in zip(shape[1:], want[1:], strict=True))
 
 
 def _shape(shape) -> str:
@@ -119,7 +116,8 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
         with quiet():
             loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001 - TF raises many types for a damaged SavedModel
-        raise ModelFileError(f"{path}: cannot load the SavedModel ({_first_line(exc)}); it is corrupt or incomplete, export it again") from None
+        raise ModelFileError(f"{path}: cannot load the SavedModel ({first_line(exc)}); "
+                             "it is corrupt or incomplete, export it again") from None
     sigs = dict(loaded.signatures)
     if not sigs:
         raise ModelFileError(f"{path}: the SavedModel has no serving signature; export it with one (e.g. keras' model.export)")
@@ -128,14 +126,15 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
     outputs = fn.structured_outputs
     n_out = len(outputs) if isinstance(outputs, dict) else 1
     if len(inputs) != 1 or not isinstance(outputs, dict) or n_out != 1:
-        raise ModelFileError(f"{path}: the serving signature has {len(inputs)} named input(s) and {n_out} named output(s); one of each is needed")
+        raise ModelFileError(f"{path}: the serving signature has {len(inputs)} named input(s) and {n_out} "
+                             "named output(s); one of each is needed")
     (in_key, in_spec), (out_key, out_spec) = next(iter(inputs.items())), next(iter(outputs.items()))
     squeeze = _check_shapes(path, in_spec.shape.as_list(), out_spec.shape.as_list(), in_spec.dtype.name)
     x = sample[..., 0] if squeeze else sample
     try:
         out = fn(**{in_key: tf.constant(x)})[out_key].numpy()
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"{path}: the SavedModel fails on 28x28 images ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: the SavedModel fails on 28x28 images ({first_line(exc)})") from None
     softmax = not _are_probabilities(out)
     source = Source(path, "saved_model", path, metadata)
     if softmax:
@@ -161,7 +160,7 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
         with quiet():
             tf.saved_model.save(module, str(source.saved_model), signatures={SIGNATURE: module.serve})
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"{path}: cannot re-export the SavedModel with our tensor names ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: cannot re-export the SavedModel with our tensor names ({first_line(exc)})") from None
     source.notes.append(f"re-exported with input `{INPUT_NAME}` and output `{OUTPUT_NAME}` (was `{in_key}` / `{out_key}`)")
     return source
 
@@ -180,7 +179,7 @@ def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metada
     try:
         out = np.asarray(model(x, training=False))
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"{path}: the model fails on 28x28 images ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: the model fails on 28x28 images ({first_line(exc)})") from None
     softmax = not _are_probabilities(out)
     source = Source(path, kind, workdir / "saved_model", metadata)
     if softmax:
@@ -197,5 +196,5 @@ def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metada
         with quiet():
             archive.write_out(str(source.saved_model), verbose=False)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"{path}: cannot export the Keras model to a SavedModel ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: cannot export the Keras model to a SavedModel ({first_line(exc)})") from None
     return source

@@ -7,6 +7,7 @@ Imports only openvino, numpy and pillow (and fmnist_edge.data / errors, which ne
     clf.predict("shirt.jpg")          # Prediction(label='Shirt', index=6, confidence=0.91, top_k=(...))
 """
 
+from ..contract import PRECISIONS
 from ..errors import (
     ConfigError,
     DeviceError,
@@ -25,13 +26,13 @@ from ..errors import (
 )
 from .classifier import Classifier, Prediction
 from .core import devices, versions
-from .decode import ACCEPTED, EXTENSIONS, MAX_PIXELS, list_images, to_array
-from .manifest import PRECISIONS, sha256
+from .decode import ACCEPTED, EXTENSIONS, MAX_PIXELS, expand_paths, list_images, to_array
+from .manifest import sha256
 from .preprocess import photo_to_dataset, prepare, to_dataset_form, to_model_input
 
 __all__ = [
     "Classifier", "Prediction", "PRECISIONS",
-    "to_dataset_form", "prepare", "photo_to_dataset", "to_model_input", "to_array", "list_images",
+    "to_dataset_form", "prepare", "photo_to_dataset", "to_model_input", "to_array", "list_images", "expand_paths",
     "ACCEPTED", "EXTENSIONS", "MAX_PIXELS", "devices", "versions", "sha256",
     "FmnistEdgeError", "ConfigError", "DeviceError", "ModelFileError", "ManifestError", "IntegrityError",
     "PrecisionNotAvailableError", "InputImageError", "ImageNotFoundError", "ImageDecodeError", "ImageTypeError",

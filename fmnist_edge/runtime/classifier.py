@@ -7,14 +7,14 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from .. import data
-from ..host import usable_cores
+from .. import contract
 from ..errors import (
     ConfigError,
     DeviceError,
@@ -23,22 +23,28 @@ from ..errors import (
     ImageValueError,
     InputImageError,
     ModelFileError,
+    first_line,
 )
+from ..host import usable_cores
 from .core import core, ov
 from .manifest import locate, usable_precisions
-from .preprocess import POLARITIES, SIZE, prepare, to_model_input
+from .preprocess import POLARITIES, prepare, to_model_input
+
+INPUT = contract.INPUT_SHAPE[1:]  # one image as the model takes it: (28, 28, 1)
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+PROCESSES_FROM = 500  # predict_iter(processes="auto") starts worker processes (~0.5 s) from this many images on
 AUTO_TIMED_CALLS = 40  # batch-1 calls timed per candidate precision when precision="auto"
 # What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
 # without the hint the CPU plugin silently computes in bf16 on CPUs with AVX512_BF16/AMX.
 MATH = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
-_SCALE = np.float32(data.INPUT_SCALE)
+_SCALE = np.float32(contract.INPUT_SCALE)
 
 
 class Prediction(NamedTuple):
-    """One image's answer: the best class and the `top_k` (label, probability) pairs, best first."""
+    """One image's answer: the best class, its probability (`confidence`) and the `top_k` (label, probability)
+    pairs, best first. `to_dict()` is the JSON schema of `predict --json` and of HTTP POST /predict."""
 
     label: str
     index: int
@@ -47,7 +53,7 @@ class Prediction(NamedTuple):
 
     def to_dict(self) -> dict:
         return {"label": self.label, "index": self.index, "confidence": self.confidence,
-                "top_k": [{"label": n, "probability": p} for n, p in self.top_k]}
+                "top_k": [{"label": n, "confidence": p} for n, p in self.top_k]}
 
 
 class _Slot:
@@ -57,8 +63,8 @@ class _Slot:
     __slots__ = ("request", "pixels", "probs", "_buffers")
 
     def __init__(self, compiled: ov.CompiledModel):
-        x = np.zeros((1, SIZE, SIZE, 1), np.float32)  # (1, 28, 28, 1) float32 in [0, 1]
-        y = np.zeros((1, data.NUM_CLASSES), np.float32)  # (1, 10) softmax probabilities
+        x = np.zeros((1, *INPUT), np.float32)  # (1, 28, 28, 1) float32 in [0, 1]
+        y = np.zeros((1, contract.NUM_CLASSES), np.float32)  # (1, 10) softmax probabilities
         self._buffers = (x, y)  # the tensors below borrow this memory: keep it alive as long as the request
         self.pixels, self.probs = x[0, :, :, 0], y[0]
         self.request = compiled.create_infer_request()
@@ -107,7 +113,7 @@ class Classifier:
     @classmethod
     def load(cls, path: str | os.PathLike = "artifacts", precision: str = "fp32", device: str = "CPU",
              cache_dir: str | os.PathLike | None = None, threads: int | None = None, *,
-             hint: str = "latency", verify: bool = True, polarity: str = "auto") -> "Classifier":
+             hint: str = "latency", verify: bool = True, polarity: str = "auto") -> Classifier:
         """Verify and compile the OpenVINO model that `fmnist-edge convert` wrote.
 
         Args:
@@ -152,10 +158,10 @@ class Classifier:
         try:
             model = c.read_model(str(files.xml))
         except RuntimeError as exc:
-            raise ModelFileError(f"{files.xml} is not a readable OpenVINO model ({_first_line(exc)})") from None
+            raise ModelFileError(f"{files.xml} is not a readable OpenVINO model ({first_line(exc, 300)})") from None
         batch_limit = _check_ports(model, files.xml)
         single = model.clone()  # the kiosk path: a static batch of 1 runs ~8% faster than a dynamic batch (measured)
-        single.reshape({single.input(0): ov.PartialShape([1, SIZE, SIZE, 1])})
+        single.reshape({single.input(0): ov.PartialShape([1, *INPUT])})
         compiled = _compile(c, single, device, config, files.xml)
 
         def compile_batches() -> ov.CompiledModel:
@@ -165,7 +171,7 @@ class Classifier:
                    polarity=polarity, verified=files.verified, compile_batches=compile_batches)
 
     @classmethod
-    def _load_fastest(cls, path, device, cache_dir, threads, **kw) -> "Classifier":
+    def _load_fastest(cls, path, device, cache_dir, threads, **kw) -> Classifier:
         """precision="auto": of the precisions that `convert` checked and marked ok, the fastest at batch 1 on
         this device, timed here. bf16 competes only where the CPU computes it natively (elsewhere OpenVINO
         runs it in f32, so it is fp32 again); fp16 never does (FP16 weights, f32 arithmetic on CPUs)."""
@@ -177,7 +183,7 @@ class Classifier:
         candidates = [p for p in ("int8", "bf16", "fp32") if p in ok and (p != "bf16" or "BF16" in caps)] or ["fp32"]
         timed: dict[str, float] = {}
         best: Classifier | None = None
-        probe = np.zeros((SIZE, SIZE), np.uint8)
+        probe = np.zeros(contract.IMAGE_SHAPE, np.uint8)
         for precision in candidates:
             clf = cls.load(path, precision, device, cache_dir, threads, **kw)
             if len(candidates) > 1:
@@ -264,7 +270,7 @@ class Classifier:
         """A sequence of images (any accepted input) -> the model's input, float32 (N, 28, 28, 1) in [0, 1],
         decoded and preprocessed on the thread pool; a bad item raises its InputImageError with `index` set."""
         items = _as_items(images)
-        x = np.empty((len(items), SIZE, SIZE, 1), np.float32)
+        x = np.empty((len(items), *INPUT), np.float32)
         for i, result in enumerate(self._prepared(items)):
             _write(_unwrap(result), x[i, :, :, 0])
         return x
@@ -277,8 +283,8 @@ class Classifier:
         x = np.asarray(x)
         if x.dtype != np.float32:
             raise ImageTypeError(f"the model's input is float32, got {x.dtype}")
-        if x.ndim != 4 or x.shape[1:] != (SIZE, SIZE, 1) or x.shape[0] < 1:
-            raise ImageShapeError(f"the model's input is (N, 28, 28, 1) with N >= 1, got shape {x.shape}")
+        if x.ndim != 4 or x.shape[1:] != contract.INPUT_SHAPE[1:] or x.shape[0] < 1:
+            raise ImageShapeError(f"the model's input is {contract.input_shape_text()} with N >= 1, got shape {x.shape}")
         if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
             raise ImageValueError("the model's input holds values outside [0, 1] (pixel / 255), or NaN/inf")
         if x.shape[0] == 1:
@@ -303,7 +309,7 @@ class Classifier:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         batched = self._batches()
         batch_size = min(batch_size, _batch_limit(batched) or batch_size, max(1, len(items)))
-        stacked = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:3] == (SIZE, SIZE) \
+        stacked = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:3] == contract.IMAGE_SHAPE \
             and images.shape[3:] in ((), (1,))  # a dataset-form stack: no per-image work at all
 
         def chunks():
@@ -313,14 +319,14 @@ class Classifier:
                 if stacked:
                     x = to_model_input(images[start : start + n])  # (n, 28, 28, 1) float32 in [0, 1]
                 else:
-                    x = np.empty((n, SIZE, SIZE, 1), np.float32)
+                    x = np.empty((n, *INPUT), np.float32)
                     for j in range(n):
                         _write(_unwrap(next(prepared)), x[j, :, :, 0])
                 if n < batch_size:  # a short last batch is padded: a request keeps one shape (see __init__)
-                    x = np.concatenate([x, np.zeros((batch_size - n, SIZE, SIZE, 1), np.float32)])
+                    x = np.concatenate([x, np.zeros((batch_size - n, *INPUT), np.float32)])
                 yield x, (start, n)
 
-        out = np.empty((len(items), data.NUM_CLASSES), np.float32)
+        out = np.empty((len(items), contract.NUM_CLASSES), np.float32)
         streams = _streams(batched)
         if streams > 1 and len(items) > batch_size:
             for (start, n), probs in self._pipeline(batched, chunks(), streams):
@@ -338,15 +344,19 @@ class Classifier:
         return [self._prediction(row, top_k) for row in self.predict_proba(images, batch_size)]
 
     def predict_iter(self, images: Iterable, top_k: int = 3, batch_size: int = 16, errors: str = "raise",
-                     processes: int = 0) -> Iterator[Prediction | InputImageError]:
+                     processes: int | str = 0) -> Iterator[Prediction | InputImageError]:
         """Classify an iterable of images (e.g. the files of a folder) as a stream, in input order.
 
         Images are decoded and preprocessed on every core while earlier ones are classified in batches of
         `batch_size`; results are yielded as soon as their batch is done. errors="return" yields a bad
         item's InputImageError (with `index` set) in its place and goes on; errors="raise" raises it.
         processes > 0 prepares images in that many worker processes instead of threads: ~0.5 s to start,
-        then free of the GIL (about 1.6x the photos/s of threads on 2 cores), for thousands of files."""
+        then free of the GIL (about 1.6x the photos/s of threads on 2 cores), for thousands of files.
+        processes="auto": one per usable core when there are at least PROCESSES_FROM images, else threads."""
         _check_top_k(top_k)
+        if processes == "auto":
+            many = hasattr(images, "__len__") and len(images) >= PROCESSES_FROM
+            processes = usable_cores() if many and usable_cores() > 1 else 0
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
             raise ConfigError(f"processes must be a non-negative integer, got {processes!r}")
         if errors not in ("raise", "return"):
@@ -355,7 +365,7 @@ class Classifier:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         batched = self._batches()
         batch_size = min(batch_size, _batch_limit(batched) or batch_size)
-        x = np.zeros((batch_size, SIZE, SIZE, 1), np.float32)
+        x = np.zeros((batch_size, *INPUT), np.float32)
         pending: list[InputImageError | int] = []  # an error, or the row of x that holds the image
         rows = 0
 
@@ -397,7 +407,7 @@ class Classifier:
 
         def singles():
             for i, image in enumerate(_iter_items(images)):
-                x = np.empty((1, SIZE, SIZE, 1), np.float32)
+                x = np.empty((1, *INPUT), np.float32)
                 _write(self._prepare_item(image, i), x[0, :, :, 0])
                 yield x, i
 
@@ -470,7 +480,7 @@ class Classifier:
         depth = 4 * pool._max_workers
         try:
             for i, item in enumerate(items):
-                if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.shape == (SIZE, SIZE):
+                if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.shape == contract.IMAGE_SHAPE:
                     window.append(item)  # dataset form: nothing to do, no thread hop
                 else:
                     window.append(pool.submit(_prepare_or_error, item, i, self.polarity))
@@ -561,8 +571,8 @@ def _write(pixels: np.ndarray, out: np.ndarray) -> None:
 
 
 def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= data.NUM_CLASSES:
-        raise ConfigError(f"top_k must be an integer from 1 to {data.NUM_CLASSES}, got {top_k!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= contract.NUM_CLASSES:
+        raise ConfigError(f"top_k must be an integer from 1 to {contract.NUM_CLASSES}, got {top_k!r}")
 
 
 def _as_items(images) -> list:
@@ -599,7 +609,7 @@ def _compile(c: ov.Core, model: ov.Model, device: str, config: dict, xml: Path) 
     try:
         return c.compile_model(model, device, config)
     except RuntimeError as exc:
-        raise DeviceError(f"OpenVINO cannot compile {xml} for {device}: {_first_line(exc)}") from None
+        raise DeviceError(f"OpenVINO cannot compile {xml} for {device}: {first_line(exc, 300)}") from None
 
 
 def _batch_limit(compiled: ov.CompiledModel) -> int | None:
@@ -614,10 +624,11 @@ def _check_ports(compiled: ov.Model | ov.CompiledModel, path: Path) -> int | Non
     shape_in = compiled.input(0).get_partial_shape()
     shape_out = compiled.output(0).get_partial_shape()
     ok = (shape_in.rank.is_static and shape_in.rank.get_length() == 4
-          and [str(d) for d in list(shape_in)[1:]] == ["28", "28", "1"]
-          and shape_out.rank.is_static and shape_out.rank.get_length() == 2 and str(shape_out[1]) == str(data.NUM_CLASSES))
+          and [str(d) for d in list(shape_in)[1:]] == [str(d) for d in contract.INPUT_SHAPE[1:]]
+          and shape_out.rank.is_static and shape_out.rank.get_length() == 2 and str(shape_out[1]) == str(contract.NUM_CLASSES))
     if not ok:
-        raise ModelFileError(f"{path}: the model takes {shape_in} and gives {shape_out}; expected [?,28,28,1] -> [?,10]")
+        raise ModelFileError(f"{path}: the model takes {shape_in} and gives {shape_out}; "
+                             f"expected {contract.input_shape_text('?')} -> [?, {contract.NUM_CLASSES}]")
     batch = shape_in[0]
     if batch.is_static and batch.get_length() != 1:
         raise ModelFileError(f"{path}: the model takes a fixed batch of {batch}; the runtime needs a dynamic batch or 1")
@@ -631,7 +642,3 @@ def _streams(compiled: ov.CompiledModel) -> int:
     except (RuntimeError, TypeError, ValueError):  # AUTO and some plugins do not report streams
         return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]

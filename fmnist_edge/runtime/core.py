@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from ..versions import versions as _versions
+
 
 def _import_openvino():
     """`import openvino` without its eager import of the model-conversion tools (openvino.tools.ovc and its
@@ -32,9 +34,6 @@ def _import_openvino():
 
 
 ov = _import_openvino()
-
-from ..versions import ALL as PACKAGES
-from ..versions import versions as _versions
 
 _core: ov.Core | None = None
 _lock = threading.Lock()
@@ -68,4 +67,4 @@ def devices() -> list[dict]:
 
 def versions() -> dict[str, str | None]:
     """Installed versions of the runtime's and the training extra's packages (None: not installed)."""
-    return {**_versions(PACKAGES), "openvino (runtime build)": ov.get_version()}
+    return {**_versions(), "openvino (runtime build)": ov.get_version()}

@@ -9,20 +9,23 @@ What is accepted, and how it is read:
 - PIL.Image in any mode; 16-bit grayscale is scaled to 8 bits, transparency is composited onto white.
 - a file path (str or os.PathLike) or bytes of a PNG, JPEG, BMP or WebP image; EXIF orientation is applied.
 
-RGB whose channels are all equal is read as grayscale. Images must have 1 to MAX_PIXELS pixels; a file's header is checked before its pixels are decoded, so a
-decompression bomb never reaches memory. The result is uint8 (H, W) or (H, W, 3), or float32 of the same
-shapes in [0, 1] for float input.
+RGB whose channels are all equal is read as grayscale. Images must have 1 to MAX_PIXELS pixels; a file's header
+is checked before its pixels are decoded, so a decompression bomb never reaches memory. The result is uint8
+(H, W) or (H, W, 3), or float32 of the same shapes in [0, 1] for float input.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..contract import IMAGE_SHAPE
 from ..errors import (
     FmnistEdgeError,
     ImageDecodeError,
@@ -48,6 +51,8 @@ ACCEPTED = (
 def to_array(image) -> np.ndarray:
     """Any accepted input -> uint8 (H, W) or (H, W, 3), or float32 in [0, 1] for float arrays."""
     if isinstance(image, np.ndarray):
+        if type(image) is not np.ndarray:  # np.matrix, a masked array (whose mask would hide NaN): the plain data
+            image = np.asarray(image)
         if image.dtype == np.uint8 and image.ndim == 2 and 0 < image.size <= MAX_PIXELS:
             return image  # the hot path: dataset form or any 8-bit gray array
         return from_numpy(image)
@@ -145,6 +150,7 @@ def from_pil(im: Image.Image) -> np.ndarray:
         return from_numpy(np.asarray(im))
     if mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info:
         gray = mode in ("LA", "La")
+        im = im.convert("LA") if mode == "La" else im  # Pillow converts premultiplied La to LA only
         rgb = _over_white(np.asarray(im.convert("RGBA")))
         return np.asarray(Image.fromarray(rgb).convert("L")) if gray else _gray_if_gray(rgb)
     return _gray_if_gray(np.asarray(im.convert("RGB")))
@@ -164,19 +170,28 @@ def read_bytes(data: bytes) -> np.ndarray:
 
 
 def _file_bytes(path: str | os.PathLike) -> tuple[bytes, str]:
-    p = Path(path)
+    p = Path(os.fsdecode(path))  # a bytes path-like too (os.scandir(b"...") entries)
     try:
-        if p.is_dir():
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise ImageNotFoundError(f"{p} is a folder, not an image file")
-        size = p.stat().st_size
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):  # /dev/zero would be read for ever
+            raise ImageNotFoundError(f"{p} is a device, not an image file")
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise ImageSizeError(f"{p} is {size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB an image "
                                  "file may have here; downscale or recompress it first")
-        data = p.read_bytes()
+        with open(p, "rb") as f:  # a pipe has no size to check first: read no more than the limit
+            data = f.read() if stat.S_ISREG(st.st_mode) else f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageSizeError(f"{p} holds more than the {MAX_FILE_BYTES / 2**20:.0f} MiB an image file may have here; "
+                                 "downscale or recompress it first")
     except FileNotFoundError:
         raise ImageNotFoundError(f"{p}: no such image file") from None
     except OSError as exc:
         raise ImageNotFoundError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ImageNotFoundError(f"{str(p)!r} is not a valid file path ({exc})") from None
     if not data:
         raise ImageDecodeError(f"{p} is an empty file (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
     return data, str(p)
@@ -261,7 +276,7 @@ class Source:
                 raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
             self.what = f"{len(data)} bytes"
         elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
-                and image.shape[:2] != (28, 28):  # 28x28 gray saved as RGB is still dataset form (below)
+                and image.shape[:2] != IMAGE_SHAPE:  # 28x28 gray saved as RGB is still dataset form (below)
             _check_size(image.shape[1], image.shape[0], "array")  # an RGB frame: straight to gray, in C
             self._levels[1] = Image.fromarray(np.ascontiguousarray(image), "RGB").convert("L")
             self.size = self._levels[1].size
@@ -276,14 +291,14 @@ class Source:
             w, h = im.size
             self.size = (h, w) if turn in _SWAPS else (w, h)
             self._turn = turn
-            if self.size == (28, 28) and im.mode == "L":
+            if self.size == IMAGE_SHAPE and im.mode == "L":
                 self.dataset_form = np.asarray(self.gray(1))
             return
         im.close()
         self._set_full(_decode(io.BytesIO(data), self.what))
 
     def _set_full(self, a: np.ndarray) -> None:
-        if a.ndim == 2 and a.shape == (28, 28):
+        if a.ndim == 2 and a.shape == IMAGE_SHAPE:
             self.dataset_form = a  # uint8, or float32 in [0, 1] kept unrounded
         if a.dtype != np.uint8:
             a = np.rint(a * 255.0).astype(np.uint8)
@@ -344,3 +359,18 @@ def _reason(exc: Exception) -> str:
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The image files directly in `folder` (by extension), sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, each folder replaced by the images in it (`list_images`); a folder without any is an
+    ImageNotFoundError, since a command given one surely meant to classify something."""
+    files = []
+    for arg in map(Path, paths):
+        if arg.is_dir():
+            found = list_images(arg)
+            if not found:
+                raise ImageNotFoundError(f"folder {arg} holds no {', '.join(EXTENSIONS)} files")
+            files.extend(found)
+        else:
+            files.append(arg)
+    return files

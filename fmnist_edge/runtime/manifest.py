@@ -7,12 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import data
+from .. import contract
+from ..contract import IR_OF, PRECISIONS
 from ..errors import ConfigError, IntegrityError, ManifestError, ModelFileError, PrecisionNotAvailableError
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-# bf16 has no files of its own: it is the fp32 IR compiled with a bf16 inference-precision hint
-FILES_OF = {"fp32": "fp32", "bf16": "fp32", "fp16": "fp16", "int8": "int8"}
 CONVERT_HINT = "run `fmnist-edge convert` on the trained model"
 
 
@@ -34,7 +32,7 @@ def locate(folder: str | Path, precision: str, verify: bool = True) -> ModelFile
     if not folder.is_dir():
         what = "is a file, not an artifact folder" if folder.exists() else "does not exist"
         raise ModelFileError(f"model folder {folder} {what}; {CONVERT_HINT}, or pass the folder it wrote")
-    sub = FILES_OF[precision]
+    sub = IR_OF[precision]
     if not verify:
         xml = folder / "openvino" / sub / "model.xml"
         if not xml.is_file() or not xml.with_suffix(".bin").is_file():
@@ -87,8 +85,9 @@ def read_manifest(folder: Path) -> dict:
         raise ManifestError(f"{path} cannot be read ({exc}); {CONVERT_HINT}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
         raise ManifestError(f"{path} has no 'artifacts' list; it is not a manifest written by `fmnist-edge convert`")
-    if manifest.get("schema_version") != 1:
-        raise ManifestError(f"{path} has schema_version {manifest.get('schema_version')!r}; this runtime reads version 1")
+    if manifest.get("schema_version") != contract.MANIFEST_SCHEMA:
+        raise ManifestError(f"{path} has schema_version {manifest.get('schema_version')!r}; "
+                            f"this runtime reads version {contract.MANIFEST_SCHEMA}")
     return manifest
 
 
@@ -130,7 +129,7 @@ def _class_names(folder: Path, manifest: dict | None) -> tuple[str, ...]:
             names = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("class_names")
         except (OSError, ValueError, AttributeError):
             names = None
-    names = tuple(str(n) for n in (names or data.CLASS_NAMES))
-    if len(names) != data.NUM_CLASSES:
-        raise ManifestError(f"{folder}: {len(names)} class names, the model has {data.NUM_CLASSES} outputs")
+    names = tuple(str(n) for n in (names or contract.CLASS_NAMES))
+    if len(names) != contract.NUM_CLASSES:
+        raise ManifestError(f"{folder}: {len(names)} class names, the model has {contract.NUM_CLASSES} outputs")
     return names

@@ -33,24 +33,26 @@ the runtime, the converter's checks and the benchmarks alike.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from .. import data
+from ..contract import IMAGE_SIZE as SIZE
+from ..contract import POLARITIES
 from ..errors import ConfigError, ImageShapeError, ImageTypeError, ImageValueError
 from .decode import Source
 
-SIZE = 28
 TRIM = 0.05  # "within 5% of the maximum possible intensity", as a fraction of the background's brightness
 NOISE_SIGMAS = 4.0  # the garment threshold is at least this many noise sigmas of the border
 DETECT_SIDE = 120  # short side of the copy the garment is found on: 120..239 px
+DETECT_PIXELS = 2**20  # ... and at most this many pixels: a thin panorama is reduced further (memory, time)
 GARMENT_SIDE = 56  # the 28-px image is averaged from at least this many pixels on the garment's long side
 # A frame needs no more than this on its short side: a garment filling 30% of it still has GARMENT_SIDE px, and
 # the garment is found on DETECT_SIDE..2*DETECT_SIDE px. The kiosk page scales frames down to it before upload.
 FRAME_SHORT_SIDE = 240
 BORDER = 0.05  # width of the border band the background is fitted to, as a fraction of the short side
-POLARITIES = ("auto", "photo", "dataset")
 _SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)
 
 
@@ -90,8 +92,8 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     # 1. find the garment on a small copy
     scale = src.scale_for(DETECT_SIDE)
     small = src.gray(scale)
-    k = max(1, min(small.size) // DETECT_SIDE)
-    det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 120..239 px short side
+    k = max(1, min(small.size) // DETECT_SIDE, math.ceil(math.sqrt(small.width * small.height / DETECT_PIXELS)))
+    det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 120..239 px short side (less if thin)
     h, w = det.shape
     take, A = _design(h, w)
     band = det.ravel()[take]  # a sample of the border band
@@ -255,5 +257,5 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     elif images.ndim == 4 and images.shape[3] == 1:
         images = images[..., 0]
     if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE):
-        raise ImageShapeError(f"to_model_input takes (N, 28, 28) or (N, 28, 28, 1) images, got shape {images.shape}")
+        raise ImageShapeError(f"to_model_input takes (N, {SIZE}, {SIZE}) or (N, {SIZE}, {SIZE}, 1) images, got shape {images.shape}")
     return data.normalize(images)

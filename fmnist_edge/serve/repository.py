@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..contract import MODEL_NAME
+from .. import faults
+from ..contract import INPUT_SHAPE, MODEL_NAME
 from ..errors import FmnistEdgeError, ModelFileError
 
 KEEP = 2  # versions kept loaded: the current one and the one before it
@@ -90,7 +91,7 @@ class Repository(Models):
 
     # ---------------------------------------------------------------- watching
 
-    def start(self) -> "Repository":
+    def start(self) -> Repository:
         self._thread = threading.Thread(target=self._watch, name="fmnist-repository", daemon=True)
         self._thread.start()
         return self
@@ -129,8 +130,10 @@ class Repository(Models):
             return False
         try:
             clf = self._load(folder)
-            clf.predict_tensor(np.zeros((1, 28, 28, 1), np.float32))  # warm up both compiles before serving
-            clf.predict_tensor(np.zeros((2, 28, 28, 1), np.float32))
+            if self._current is not None:
+                faults.point("repository-loading")
+            for batch in (1, 2):  # warm up both compiles (batch 1, dynamic batch) before serving
+                clf.predict_tensor(np.zeros((batch, *INPUT_SHAPE[1:]), np.float32))
         except FmnistEdgeError as exc:
             self._refused[version] = mtime
             self._log(f"repository: refused version {version} ({exc}); still serving version {self._current}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..contract import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
+from ..contract import INPUT_NAME, INPUT_SHAPE, MODEL_NAME, NUM_CLASSES, OUTPUT_NAME, input_shape_text
 
 MAX_BATCH = 64  # batch elements per request
 HEADER_LENGTH = "inference-header-content-length"
@@ -58,8 +58,8 @@ def model_metadata(versions: list[str], platform: str = "openvino_ir") -> dict:
         "name": MODEL_NAME,
         "versions": list(versions),
         "platform": platform,
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, 10]}],
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *INPUT_SHAPE[1:]]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, NUM_CLASSES]}],
     }
 
 
@@ -122,15 +122,15 @@ def decode_request(body: bytes, headers) -> InferRequest:
     elif datatype == "BYTES":
         out.photos = _bytes(shape, inp.get("data"), blob)
     else:
-        raise ProtocolError(f"input datatype {datatype!r} is not accepted; send FP32 [N, 28, 28, 1] or BYTES [N] photos")
+        raise ProtocolError(f"input datatype {datatype!r} is not accepted; send FP32 {input_shape_text()} or BYTES [N] photos")
     if not 1 <= out.batch <= MAX_BATCH:
         raise ProtocolError(f"a batch of {out.batch} is outside 1..{MAX_BATCH}; split it into requests of at most {MAX_BATCH}")
     return out
 
 
 def _fp32(shape: list[int], data, blob: bytes | None) -> np.ndarray:
-    if len(shape) != 4 or shape[1:] != [28, 28, 1]:
-        raise ProtocolError(f"FP32 input shape {shape} is not [N, 28, 28, 1]")
+    if len(shape) != 4 or shape[1:] != list(INPUT_SHAPE[1:]):
+        raise ProtocolError(f"FP32 input shape {shape} is not {input_shape_text()}")
     n = int(np.prod(shape))
     if blob is not None:
         if len(blob) != 4 * n:

@@ -40,8 +40,8 @@ def recalibrate(model, x: np.ndarray, images: int = IMAGES, batch_size: int = BA
                 layer.momentum = k / (k + 1)
             model(data.normalize(x[pick[start : start + batch_size]]), training=True)  # (b, 28, 28, 1) float32
     finally:
-        for layer, m in zip(layers, momenta):
+        for layer, m in zip(layers, momenta, strict=True):
             layer.momentum = m
-        for layer, r in zip(dropouts, rates):
+        for layer, r in zip(dropouts, rates, strict=True):
             layer.rate = r
     return len(layers)

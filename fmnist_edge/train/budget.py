@@ -2,9 +2,8 @@
 
 A cosine schedule that is cut short ends at a high learning rate, the worst time to stop. So under a budget
 the trainer re-plans after every epoch: from the epochs' measured times it works out how many epochs still fit,
-and moves the cosine's end there; the schedule always anneals to its floor in the last planned epoch. On a quiet
-2-core host the default recipe's 40 epochs fit in 30 minutes; on a busy one (epochs up to 1.5-2x slower, the
-host's neighbours decide) it runs fewer epochs instead of running late.
+and moves the cosine's end there; the schedule always anneals to its floor in the last planned epoch. A slower or
+busier CPU runs fewer epochs instead of running late.
 """
 
 from __future__ import annotations

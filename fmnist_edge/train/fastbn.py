@@ -3,9 +3,8 @@
 Keras 3's `BatchNormalization` computes moments and the normalisation as separate ops in float32
 (it up-casts bfloat16 inputs), several passes over every activation forward and backward. TensorFlow's
 `FusedBatchNormV3` does it in one kernel (oneDNN on Intel CPUs) and accepts bfloat16 activations
-with float32 statistics. Measured on the 2-core CPU, edgenet_small (then the default) at batch 128
-(model-only probe): 582-646 img/s with Keras' layer, 867-884 img/s fused (float32), 1,574-2,025 img/s fused
-under mixed bfloat16 (AMX); ~1,500 img/s on the full training pipeline.
+with float32 statistics: about 1.4x the training speed in float32, 2.5-3x under mixed bfloat16 (figures in
+docs/design.md, "Precision and the fused batch norm").
 
 The layer keeps Keras' weights (gamma, beta, moving_mean, moving_variance, in that order) and Keras'
 arithmetic (population variance for the moving statistics), so a trained model's weights load into the

@@ -1,15 +1,17 @@
-"""Keras model files: the trained model as the plain float32 Keras model, written as .keras, .h5 and a SavedModel, read back in safe mode."""
+"""Keras model files: the trained model as a plain float32 Keras model in .keras, .h5 and SavedModel, read in safe mode."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ..errors import ModelFileError
+from ..atomic import write_error
+from ..contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from ..errors import ModelFileError, first_line
 from ..quiet import keras as _keras
 from ..quiet import tensorflow as _tf
 from .devices import dtype_policy
-from .models import INPUT_NAME, OUTPUT_NAME, create_model
+from .models import create_model
 
 
 def export_twin(model, arch: str):
@@ -24,16 +26,22 @@ def export_twin(model, arch: str):
 def save_model(model, folder: Path) -> None:
     """model.keras, model.h5 (legacy HDF5) and saved_model/ (serving signature on float32 [N, 28, 28, 1])."""
     tf, keras = _tf(), _keras()
-    model.save(folder / "model.keras")
-    model.save(folder / "model.h5")
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serve",  # also written as serving_default
-        fn=lambda image: {OUTPUT_NAME: model(image, training=False)},
-        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)],
-    )
-    archive.write_out(str(folder / "saved_model"), verbose=False)
+    target = folder / "model.keras"
+    try:
+        model.save(target)
+        target = folder / "model.h5"
+        model.save(target)
+        target = folder / "saved_model"
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name="serve",  # also written as serving_default
+            fn=lambda image: {OUTPUT_NAME: model(image, training=False)},
+            input_signature=[tf.TensorSpec(INPUT_SHAPE, tf.float32, name=INPUT_NAME)],
+        )
+        archive.write_out(str(target), verbose=False)
+    except Exception as exc:  # noqa: BLE001 - Keras, h5py and TensorFlow each raise their own types
+        raise write_error(target, exc) from None
 
 
 def load_keras(path: str | os.PathLike):
@@ -45,5 +53,4 @@ def load_keras(path: str | os.PathLike):
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: cannot load as a Keras model ({msg[:200]})") from None
+        raise ModelFileError(f"{path}: cannot load as a Keras model ({first_line(exc)})") from None

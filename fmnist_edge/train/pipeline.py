@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import data
+from .. import contract
 from ..quiet import tensorflow as _tf
 
 
@@ -12,8 +12,8 @@ def augment_batch(tf, images, erase_prob: float, shift: int = 2):
     """(B, 28, 28, 1) float32 -> per-image random horizontal flip, shift of up to `shift` px (zero fill) and,
     with probability `erase_prob`, random erasing of a rectangle of 2..10% of the area (aspect 0.3..3.3).
 
-    Vectorised over the batch: on a 2-core CPU the per-image version (a tf.data map per example) cost
-    ~30% of the training step; this one is a handful of batched ops.
+    Vectorised over the batch: the per-image version (a tf.data map per example) cost ~30% of a CPU training
+    step; this one is a handful of batched ops.
     """
     b = tf.shape(images)[0]
     size = 28
@@ -38,9 +38,8 @@ def augment_batch(tf, images, erase_prob: float, shift: int = 2):
     return tf.where(erase[..., None], tf.zeros_like(images), images)
 
 
-# Fixed parallelism instead of tf.data's autotuning: the batched augmentation is a few cheap ops per batch (~3% of
-# a CPU training step), so 2 workers and 4 batches ahead keep the model fed on the 2-core CPU (a fast GPU may
-# want more workers: not measured, no GPU lent so far).
+# Fixed parallelism instead of tf.data's autotuning (see pipeline_options): the batched augmentation is a few cheap
+# ops per batch (~3% of a CPU training step), so 2 workers and 4 batches ahead keep the model fed.
 PIPELINE_WORKERS = 2
 PREFETCH_BATCHES = 4
 
@@ -48,8 +47,7 @@ PREFETCH_BATCHES = 4
 def pipeline_options(tf):
     """tf.data options without the autotuning thread. Keras makes a new iterator per epoch (training) and per
     validation pass; destroying one waits for its autotune thread (Model::OptimizeLoop) to wake from its sleep.
-    On the 2-core CPU that stalled training with every core idle for ~40 s after half the epochs: 80 s epochs
-    instead of 40 (seen with gdb: the main thread in ~RootDataset::Iterator, waiting on that thread). These
+    That stalled training with every core idle for ~40 s after half the epochs (docs/design.md). These
     options reach the iterator only when Keras iterates the dataset itself: hence TF's default strategy on one
     device (select_strategy); a OneDeviceStrategy's multi-device iterator built its own autotuned pipeline."""
     options = tf.data.Options()
@@ -69,10 +67,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, 
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 
     def prep(img, label):
-        img = tf.cast(img, tf.float32)[..., None] * data.INPUT_SCALE
+        img = tf.cast(img, tf.float32)[..., None] * contract.INPUT_SCALE
         if training and augment:
             img = augment_batch(tf, img, erase_prob)
-        return img, tf.one_hot(tf.cast(label, tf.int32), data.NUM_CLASSES)
+        return img, tf.one_hot(tf.cast(label, tf.int32), contract.NUM_CLASSES)
 
     ds = ds.batch(batch_size).map(prep, num_parallel_calls=PIPELINE_WORKERS)
     return ds.prefetch(PREFETCH_BATCHES).with_options(pipeline_options(tf))

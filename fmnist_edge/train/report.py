@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data
+from .. import contract, data
 from ..atomic import atomic_file, write_json, write_text
 from ..errors import require
 
@@ -20,7 +20,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     """Accuracy, cross-entropy loss, confusion matrix and per-class precision/recall/F1 (numpy only)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = probs.argmax(axis=1)
-    k = data.NUM_CLASSES
+    k = contract.NUM_CLASSES
     cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     tp = np.diag(cm).astype(float)
     support = cm.sum(axis=1)
@@ -31,7 +31,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-7, 1.0))))
     per_class = {
         name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-        for i, name in enumerate(data.CLASS_NAMES)
+        for i, name in enumerate(contract.CLASS_NAMES)
     }
     return {
         "accuracy": float((y_pred == y_true).mean()),
@@ -45,7 +45,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
 
 def classification_report_text(m: dict) -> str:
     """The familiar text table (as scikit-learn prints it)."""
-    width = max(len(n) for n in data.CLASS_NAMES) + 2
+    width = max(len(n) for n in contract.CLASS_NAMES) + 2
     lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}", ""]
     for name, r in m["per_class"].items():
         lines.append(f"{name:>{width}} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:9d}")
@@ -63,7 +63,8 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as a PNG atomically and free it."""
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _plt().close(fig)
@@ -74,8 +75,8 @@ def plot_confusion(cm: np.ndarray, path: Path) -> None:
     cm = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(10), data.CLASS_NAMES, rotation=45, ha="right")
-    ax.set_yticks(range(10), data.CLASS_NAMES)
+    ax.set_xticks(range(10), contract.CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticks(range(10), contract.CLASS_NAMES)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"Confusion matrix ({cm.sum()} test images)")
@@ -83,7 +84,7 @@ def plot_confusion(cm: np.ndarray, path: Path) -> None:
     for i in range(10):
         for j in range(10):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if cm[i, j] > thresh else "black")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(history: dict, path: Path) -> None:
@@ -99,7 +100,7 @@ def plot_curves(history: dict, path: Path) -> None:
         ax.set_title(f"{title}: train vs validation")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str, cols: int = 5) -> None:
@@ -109,11 +110,11 @@ def plot_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str, 
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.1, rows * 2.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles):
+    for ax, img, title in zip(axes.flat, images, titles, strict=False):
         ax.imshow(img, cmap="gray_r")
         ax.set_title(title, fontsize=8)
     fig.suptitle(suptitle)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def evaluate_and_report(model, x_test, y_test, out_dir, history: dict | None = None, samples=None) -> dict:
@@ -128,7 +129,7 @@ def evaluate_and_report(model, x_test, y_test, out_dir, history: dict | None = N
         plot_curves(history, out_dir / "curves.png")
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y_test)[:25]
-    names = data.CLASS_NAMES
+    names = contract.CLASS_NAMES
     plot_grid(x_test[wrong], [f"true {names[y_test[i]]}\npred {names[pred[i]]}" for i in wrong],
               out_dir / "misclassified.png", f"Misclassified test images ({len(np.flatnonzero(pred != y_test))} of {len(y_test)})")
     if samples is not None:

@@ -6,22 +6,25 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import data
+from .. import contract, data
 from ..atomic import atomic_dir, write_json
 from ..errors import ArtifactError
 from ..host import StealMeter
 from ..quiet import keras as _keras
+from ..versions import versions
+from . import resume as checkpoints
+from .bnstats import IMAGES as BN_IMAGES
+from .bnstats import recalibrate
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
 from .devices import describe_strategy, dtype_policy, select_strategy
-from .bnstats import IMAGES as BN_IMAGES
-from .bnstats import recalibrate
 from .modelio import export_twin, save_model
-from .models import INPUT_NAME, OUTPUT_NAME, create_model, get_entry, macs
+from .models import create_model, get_entry, macs
 from .pipeline import make_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,118 +54,163 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"--out {out} is a file; give a folder for the artifacts")
     if out.is_dir() and any(out.iterdir()) and not (out / ARTIFACT_MARKER).is_file():
-        raise ArtifactError(f"--out {out} is a non-empty folder without {ARTIFACT_MARKER}; choose an empty or new folder (it would be replaced)")
+        raise ArtifactError(f"--out {out} is a non-empty folder without {ARTIFACT_MARKER}; "
+                            "choose an empty or new folder (it would be replaced)")
 
 
-def versions() -> dict:
-    from ..versions import versions as _versions
-
-    return {k: v for k, v in _versions(("tensorflow", "keras", "numpy")).items() if v}
-
-
-# Kept out of the time budget for what follows training: export, saving three formats, the test set and the report
-# took 18-20 s for edgenet on the 2-core CPU (two full runs: whole command minus training loop); twice that in hand.
+# Kept out of the time budget for what follows training (export, three formats, the test set, the report): twice
+# the longest this took when measured (docs/design.md, "The time budget").
 FINISH_RESERVE_S = 40.0
 
 
-def train(cfg: TrainConfig, log=print, strategy=None) -> dict:
+@dataclass(frozen=True)
+class Splits:
+    """The images one run trains, validates and tests on: dataset-form uint8 (N, 28, 28) and their labels."""
+
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def splits(cfg: TrainConfig) -> Splits:
+    """The stratified train/validation split of `cfg` (a stratified subset with `limit`), and its test images."""
+    ds = data.load(cfg.data_dir)
+    train_idx, val_idx = data.stratified_split(ds.y_train, cfg.val_fraction, seed=cfg.seed)
+    if cfg.limit:
+        train_idx = train_idx[data.stratified_subset(ds.y_train[train_idx], cfg.limit, seed=cfg.seed)]
+        n_val = max(10, int(cfg.limit * cfg.val_fraction))
+        val_idx = val_idx[data.stratified_subset(ds.y_train[val_idx], n_val, seed=cfg.seed)]
+    n_test = cfg.test_limit or len(ds.y_test)
+    return Splits(ds.source, ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx],
+                  ds.x_test[:n_test], ds.y_test[:n_test])
+
+
+def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> dict:
     """Train `cfg.arch`, evaluate on the test set, and write the artifact folder atomically. Returns metadata.
 
     `strategy`: a tf.distribute strategy to train under instead of the one select_strategy picks for
-    `cfg.device` (e.g. a MirroredStrategy over chosen devices)."""
+    `cfg.device` (e.g. a MirroredStrategy over chosen devices). `resume`: go on from the state an interrupted
+    run of the same config left after its last whole epoch (train/resume.py), if there is one."""
     t_start = time.perf_counter()
-    cfg.validate()
     out = Path(cfg.out)
     check_out_dir(out)
-    ds = data.load(cfg.data_dir)
+    state = resume_state(out, cfg, log) if resume else None
+    if not resume and (line := checkpoints.found(out)):
+        log(f"note: {line}")
+    start = state["epoch"] if state else 0
+    sp = splits(cfg)
     keras = _keras()
-    keras.utils.set_random_seed(cfg.seed)
-
-    train_idx, val_idx = data.stratified_split(ds.y_train, cfg.val_fraction, seed=cfg.seed)
-    if cfg.limit:
-        keep = data.stratified_subset(ds.y_train[train_idx], cfg.limit, seed=cfg.seed)
-        train_idx = train_idx[keep]
-        val_idx = val_idx[data.stratified_subset(ds.y_train[val_idx], max(10, int(cfg.limit * cfg.val_fraction)), seed=cfg.seed)]
-    x_tr, y_tr = ds.x_train[train_idx], ds.y_train[train_idx]
-    x_val, y_val = ds.x_train[val_idx], ds.y_train[val_idx]
-    x_te, y_te = (ds.x_test, ds.y_test) if not cfg.test_limit else (ds.x_test[: cfg.test_limit], ds.y_test[: cfg.test_limit])
-
+    keras.utils.set_random_seed(cfg.seed + start)  # a resumed run does not replay the first epochs' shuffles
     if strategy is None:
         strategy, device_desc, policy = select_strategy(cfg.device, cfg.precision)
     else:
         device_desc, policy = describe_strategy(strategy, cfg.precision)
-    log(f"data: {ds.source}; train {len(x_tr)}, validation {len(x_val)}, test {len(x_te)}")
+    log(f"data: {sp.source}; train {len(sp.x_train)}, validation {len(sp.x_val)}, test {len(sp.x_test)}")
     log(f"device: {device_desc}")
-    steps = int(np.ceil(len(x_tr) / cfg.batch_size))
+    steps = int(np.ceil(len(sp.x_train) / cfg.batch_size))
     with strategy.scope(), dtype_policy(policy):
         model = create_model(cfg.arch, fused_bn=True)  # the training twin; export_twin() gives the saved model
         optimizer, schedule = _optimizer(keras, cfg, steps)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"],
-        )
+        model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                      metrics=["accuracy"])
     n_params, n_macs = int(model.count_params()), macs(model)
     log(f"model: {cfg.arch}, {n_params:,} parameters, {n_macs / 1e6:.1f} M multiply-adds per image")
-
-    train_ds = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.augment, cfg.seed, cfg.erase_prob)
-    val_ds = make_dataset(x_val, y_val, 512, False, False, cfg.seed)
+    train_ds = make_dataset(sp.x_train, sp.y_train, cfg.batch_size, True, cfg.augment, cfg.seed, cfg.erase_prob)
+    val_ds = make_dataset(sp.x_val, sp.y_val, 512, False, False, cfg.seed)
 
     with atomic_dir(out) as stage:
-        ckpt = stage / "checkpoints" / "best.weights.h5"
-        ckpt.parent.mkdir()
-        callbacks = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-            keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True),
-            keras.callbacks.CSVLogger(str(stage / "history.csv")),
-        ]
-        if cfg.optimizer == "adam":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)))
-        budget = None
-        if cfg.time_budget_min:
-            budget = time_budget(cfg.time_budget_min * 60, cfg.epochs, steps, schedule, log=log, started=t_start,
-                                 reserve_s=FINISH_RESERVE_S)
-            callbacks.append(budget)
+        callbacks, saver = _callbacks(keras, cfg, out, steps, schedule, t_start, state, log)
+        if state:
+            with strategy.scope():
+                checkpoints.restore_weights(model, state)
         t0 = time.perf_counter()
         with StealMeter() as steal:
-            hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
-        wall = time.perf_counter() - t0
-        history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "learning_rate"}
+            if state and state["finished"]:
+                checkpoints.restore_counters(state, saver.early, saver.plateau, saver.budget)
+            else:
+                with checkpoints.stop_on_interrupt(saver, log):
+                    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
+                              callbacks=callbacks, verbose=2)
+        wall = (state["train_s"] if state else 0.0) + time.perf_counter() - t0
+        history = {k: vals for k, vals in saver.history.items() if k != "learning_rate"}
+        write_history(stage / "history.csv", saver.history)
+        (stage / "checkpoints").mkdir()
+        model.save_weights(str(stage / "checkpoints" / "best.weights.h5"))  # early stopping has restored the best epoch's
         stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if (steal.seconds or 0) >= 1 else ""
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
         model = export_twin(model, cfg.arch)
-        if RECALIBRATE_BN and recalibrate(model, x_tr):
-            log(f"batch-norm statistics re-estimated on {min(len(x_tr), BN_IMAGES):,} training images")
+        if RECALIBRATE_BN and recalibrate(model, sp.x_train):
+            log(f"batch-norm statistics re-estimated on {min(len(sp.x_train), BN_IMAGES):,} training images")
         save_model(model, stage)
         from .report import evaluate_and_report
 
-        metrics = evaluate_and_report(model, x_te, y_te, stage / "report", history=history, samples=(x_tr[:25], y_tr[:25]))
+        metrics = evaluate_and_report(model, sp.x_test, sp.y_test, stage / "report", history=history,
+                                      samples=(sp.x_train[:25], sp.y_train[:25]))
         metadata = {
             "arch": cfg.arch,
             "source": get_entry(cfg.arch).source,
             "params": n_params,
             "macs": n_macs,
-            "class_names": list(data.CLASS_NAMES),
-            "input": {"name": INPUT_NAME, "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC",
-                      "range": [0.0, 1.0], "preprocessing": "pixel / 255 (uint8 grayscale, Fashion-MNIST polarity: bright garment on black)"},
-            "output": {"name": OUTPUT_NAME, "shape": [None, data.NUM_CLASSES], "dtype": "float32", "meaning": "softmax probabilities"},
+            "class_names": list(contract.CLASS_NAMES),
+            **contract.tensor_specs(),
             "files": {"keras": "model.keras", "h5": "model.h5", "saved_model": "saved_model"},
             "config": cfg.to_dict(),
-            "data": {"source": ds.source, "train": len(x_tr), "validation": len(x_val), "test": len(x_te)},
+            "data": {"source": sp.source, "train": len(sp.x_train), "validation": len(sp.x_val), "test": len(sp.x_test)},
             "device": device_desc,
             "precision": policy,  # training compute; the saved model is float32
             "versions": versions(),
             "wall_time_s": round(wall, 1),
             "cpu_steal_s": steal.seconds,  # CPU time the VM's host took during training (noise in wall_time_s)
             "epochs_run": len(history.get("loss", [])),
-            "stopped_by": _stopped_by(cfg, budget, callbacks[0]),
+            "resumed_at_epoch": start or None,  # set when `--resume` went on from an interrupted run
+            "stopped_by": _stopped_by(cfg, saver.budget, saver.early),
             "test": {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]},
         }
         write_json(stage / "history.json", history)
         write_json(stage / "metadata.json", metadata)
+    checkpoints.remove(out)  # the run is in place: its interrupted state is no longer needed
     log(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}); artifacts in {out}/")
     return metadata
+
+
+def resume_state(out: Path, cfg: TrainConfig, log) -> dict | None:
+    state = checkpoints.load(out, cfg)
+    if state is None:
+        log(f"resume: no interrupted run beside {out}; training from the start")
+    elif state["finished"]:
+        log(f"resume: training had finished ({state['epoch']} epochs); writing its artifacts")
+    else:
+        log(f"resume: going on after epoch {state['epoch']} of {cfg.epochs} ({checkpoints.folder_for(out)})")
+    return state
+
+
+def _callbacks(keras, cfg: TrainConfig, out: Path, steps: int, schedule, t_start: float, state: dict | None, log):
+    """(the callbacks, the checkpointer, which holds the others: .early, .plateau, .budget): best weights kept, the
+    schedule's end moved to what fits the budget, and the state saved after every epoch so that an interrupted
+    run can be resumed."""
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    plateau = None
+    if cfg.optimizer == "adam":
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2))
+    budget = None
+    if cfg.time_budget_min:
+        budget = time_budget(cfg.time_budget_min * 60, cfg.epochs, steps, schedule, log=log, started=t_start,
+                             reserve_s=FINISH_RESERVE_S)
+    saver = checkpoints.checkpointer(out, cfg, early, plateau, budget, state)  # last: it saves what the others counted
+    return [c for c in (early, plateau, budget, saver) if c is not None], saver
+
+
+def write_history(path: Path, history: dict[str, list[float]]) -> None:
+    """The per-epoch history as CSV, as Keras' CSVLogger writes it: epoch, then the metrics in sorted order."""
+    keys = sorted(history)
+    rows = ["epoch," + ",".join(keys)]
+    rows += [",".join([str(i)] + [repr(history[k][i]) for k in keys]) for i in range(len(history.get("loss", [])))]
+    path.write_text("\n".join(rows) + "\n")
 
 
 def _stopped_by(cfg: TrainConfig, budget, early) -> str:

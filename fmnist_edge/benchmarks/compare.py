@@ -1,0 +1,315 @@
+"""`fmnist-edge compare`: the registry's networks trained, converted and measured on this CPU, side by side.
+
+Each architecture gets a normal artifact folder OUT/ARCH (train with its own recipe, convert to fp32 + int8
+checked against TensorFlow, bench with OpenVINO at batch 1 and 64, cold start and the photo path), then one row:
+size and cost, our accuracy beside the accuracy its source report states, latency per precision. With
+`resume`, a stage whose output is already in the folder is not run again, and an interrupted training goes on
+from its last whole epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_json, write_text
+from ..errors import ConfigError
+
+STAGES = ("train", "convert", "bench")
+COLUMNS = ("arch", "params", "macs", "epochs_run", "recipe_epochs", "accuracy", "int8_accuracy", "reported_accuracy",
+           "report", "fp32_p50_ms", "int8_p50_ms", "best_precision", "best_p50_ms", "throughput_ips", "fp32_bytes",
+           "int8_bytes", "cold_start_s", "peak_rss_mb", "photo_p50_ms")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """One comparison; checked once, when it is made."""
+
+    archs: tuple = ()  # () = every registered architecture meant for comparing (not `tiny`, not a study's variants)
+    out: str = "compare"
+    time_budget_min: float | None = None  # per model; None = its recipe's
+    epochs: int | None = None  # at most; None = its recipe's
+    resume: bool = False
+    limit: int | None = None  # training images (smoke runs, tests)
+    test_limit: int | None = None
+    check: str = "all"  # test images each converted artifact is checked on
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(set(self.architectures)) != len(self.architectures):
+            raise ConfigError(f"--arch names an architecture twice: {', '.join(self.archs)}")
+        if self.time_budget_min is not None and not 0 <= self.time_budget_min <= 10_000:
+            raise ConfigError(f"--time-budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """`archs` by their current names (UnknownModelError names the known ones), or the default set."""
+        from ..train.models import get_entry, list_models
+
+        if not self.archs:
+            return tuple(a for a in list_models() if get_entry(a).compared)
+        return tuple(get_entry(a).name for a in self.archs)
+
+
+def _quiet(*_) -> None:
+    """The log of a stage inside `compare`: its own lines would drown the table's progress."""
+
+
+def _done(folder: Path, stage: str) -> bool:
+    if stage == "train":
+        return (folder / "metadata.json").is_file() and (folder / "saved_model").is_dir()
+    if stage == "convert":
+        return (folder / "manifest.json").is_file()
+    return (folder / "bench" / "bench.json").is_file()
+
+
+def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
+    """Train, convert and bench each architecture of `cfg` (skipping finished stages with `resume`) -> the table
+    (`save` writes it)."""
+    from ..convert import convert
+    from ..data import load
+    from ..errors import ConversionError
+    from ..train.config import make_config
+    from ..train.resume import epochs_done
+    from ..train.trainer import train
+    from . import bench as B
+    from . import report
+    from .photopath import photo_path
+
+    out, archs = Path(cfg.out), cfg.architectures
+    rows = []
+    for i, arch in enumerate(archs, 1):
+        folder = out / arch
+        for stage in STAGES:
+            if cfg.resume and _done(folder, stage):
+                log(f"[{i}/{len(archs)}] {arch}: {stage} already done")
+                continue
+            done = epochs_done(folder) if cfg.resume and stage == "train" else None
+            log(f"[{i}/{len(archs)}] {arch}: {stage}" + (f" (going on after epoch {done})" if done else ""))
+            if stage == "train":
+                train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
+                                  test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.resume)
+            elif stage == "convert":
+                try:
+                    convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
+                            data_dir=cfg.data_dir, log=_quiet)
+                except ConversionError as exc:  # written, with the failed artifact marked: the row says so
+                    log(f"[{i}/{len(archs)}] {arch}: {exc}")
+            else:
+                result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
+                                             batch_sizes=(1, 64), quick=True, photos=False, data_dir=cfg.data_dir))
+                ds = load(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
+                result["photos"] = photo_path(folder, ds.x_test[:24], ds.y_test[:24], sizes=("vga",), agreement_images=0,
+                                              iters=50)
+                report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
+        rows.append(row(arch, folder))
+        log(f"[{i}/{len(archs)}] {arch}: {_pct(rows[-1]['accuracy'])} test, {rows[-1]['best_p50_ms']} ms batch 1 "
+            f"({rows[-1]['best_precision']})")
+    from .machine import machine
+
+    return {"machine": machine(), "config": {**dataclasses.asdict(cfg), "archs": list(archs)}, "rows": rows}
+
+
+def row(arch: str, folder: Path) -> dict:
+    """One architecture's line of the table, from the files its artifact folder holds."""
+    from ..train.config import make_config
+    from ..train.models import get_entry
+
+    meta = json.loads((folder / "metadata.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bench = json.loads((folder / "bench" / "bench.json").read_text())
+    entry = get_entry(arch)
+    ir = {a["precision"]: a for a in manifest["artifacts"] if a["format"] == "openvino"}
+
+    def sync(precision, batch=1):
+        return next((r for r in bench["results"] if r["backend"] == "openvino" and r["precision"] == precision
+                     and r["batch_size"] == batch and r["mode"] == "sync"), None)
+
+    p50 = {p: round(r["latency_us"]["p50"] / 1e3, 4) for p in ("fp32", "int8")
+           if (r := sync(p)) and ir.get(p, {}).get("status") == "ok"}
+    best = min(p50, key=p50.get) if p50 else None
+    tput = [r["throughput_ips"] for r in bench["results"] if r["backend"] == "openvino" and r.get("throughput_ips")]
+    photo = next((s for s in (bench.get("photos") or {}).get("sizes", []) if s.get("size") == "vga"), None)
+    fp32 = sync("fp32") or {}
+    return {
+        "arch": arch,
+        "params": meta["params"], "macs": meta["macs"],
+        "epochs_run": meta.get("epochs_run"), "recipe_epochs": make_config(arch).epochs,
+        "accuracy": meta["test"]["accuracy"], "test_images": meta["test"]["n"],
+        "int8_accuracy": (ir.get("int8", {}).get("check") or {}).get("accuracy"),
+        "int8_status": ir.get("int8", {}).get("status"),
+        "reported_accuracy": entry.reported_accuracy, "report": entry.report,
+        "fp32_p50_ms": p50.get("fp32"), "int8_p50_ms": p50.get("int8"),
+        "best_precision": best, "best_p50_ms": p50.get(best) if best else None,
+        "throughput_ips": round(max(tput), 1) if tput else None,
+        "fp32_bytes": _bytes(ir.get("fp32")), "int8_bytes": _bytes(ir.get("int8")),
+        "cold_start_s": fp32.get("cold_start_s"), "peak_rss_mb": fp32.get("peak_rss_mb"),
+        "photo_p50_ms": round(photo["predict_us"] / 1e3, 3) if photo else None,  # 640x480 camera JPEG -> label
+        "cpu": bench["machine"].get("cpu"), "isa": bench["machine"].get("isa"),
+    }
+
+
+def _bytes(artifact: dict | None) -> int | None:
+    return sum(f["bytes"] for f in artifact["files"]) if artifact else None
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def pareto(rows: list[dict]) -> list[str]:
+    """Architectures no other beats on both accuracy and best batch-1 latency."""
+    pts = [(r["arch"], r["best_p50_ms"], r["accuracy"]) for r in rows if r["best_p50_ms"] is not None]
+    return [a for a, t, acc in pts if not any(t2 <= t and acc2 >= acc and (t2, acc2) != (t, acc) for _, t2, acc2 in pts)]
+
+
+def table(result: dict) -> str:
+    front = set(pareto(result["rows"]))
+    head = f"{'arch':<18}{'params':>10}{'MMACs':>8}{'epochs':>8}{'accuracy':>10}{'int8':>9}{'reported':>10}" \
+           f"{'fp32 ms':>9}{'int8 ms':>9}{'img/s':>9}{'cold s':>8}{'photo ms':>10}"
+    lines = [head]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['arch'] + (' *' if r['arch'] in front else ''):<18}{r['params']:>10,}{r['macs'] / 1e6:>8.1f}"
+            f"{str(r['epochs_run']) + '/' + str(r['recipe_epochs']):>8}{_pct(r['accuracy']):>10}{_pct(r['int8_accuracy']):>9}"
+            f"{_pct(r['reported_accuracy']):>10}{_f(r['fp32_p50_ms'], '.3f'):>9}{_f(r['int8_p50_ms'], '.3f'):>9}"
+            f"{_f(r['throughput_ips'], ',.0f'):>9}{_f(r['cold_start_s'], '.2f'):>8}{_f(r['photo_p50_ms'], '.2f'):>10}")
+    lines.append("* on the Pareto front: no other network is both more accurate and faster at batch 1")
+    return "\n".join(lines)
+
+
+def _f(v, spec) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def to_csv(result: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(result["rows"])
+    return buf.getvalue()
+
+
+def plot(result: dict, path: Path) -> None:
+    """Accuracy against best batch-1 latency (log), the Pareto front joined, each report's accuracy beside ours."""
+    from ..train.report import _plt, save_figure
+
+    plt = _plt()
+    rows = [r for r in result["rows"] if r["best_p50_ms"] is not None]
+    front = pareto(rows)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for r in rows:
+        x, y = r["best_p50_ms"], 100 * r["accuracy"]
+        ax.scatter(x, y, color="tab:blue", zorder=3)
+        ax.annotate(r["arch"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if r["reported_accuracy"] is not None:
+            ax.scatter(x, 100 * r["reported_accuracy"], facecolors="none", edgecolors="tab:red", zorder=3)
+            ax.plot([x, x], [y, 100 * r["reported_accuracy"]], color="tab:red", lw=0.6, ls=":")
+    pts = sorted((r["best_p50_ms"], 100 * r["accuracy"]) for r in rows if r["arch"] in front)
+    if pts:
+        ax.plot(*zip(*pts, strict=True), color="tab:blue", lw=1, ls="--", label="Pareto front (ours)")
+    ax.scatter([], [], facecolors="none", edgecolors="tab:red", label="accuracy the source report states")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, best verified precision (ms, log)")
+    ax.set_ylabel("test accuracy (%)")
+    cpu = rows[0]["cpu"] if rows else ""
+    ax.set_title(f"fmnist-edge compare on {cpu}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save(result: dict, out: Path) -> list[Path]:
+    paths = [out / "compare.json", out / "compare.csv", out / "compare.png"]
+    write_json(paths[0], result)
+    write_text(paths[1], to_csv(result))
+    plot(result, paths[2])
+    return paths
+
+
+# ------------------------------------------------------------------------ report 001's study of its MLP
+
+SWEEP = {  # one factor at a time around the report's base network (tanh, Adam at 1e-3, batch 128)
+    "learning_rate": (1e-2, 1e-3, 1e-4),
+    "batch_size": (32, 128, 512),
+    "activation": ("tanh", "sigmoid", "relu", "leaky_relu"),
+}
+SWEEP_BASE = {"learning_rate": 1e-3, "batch_size": 128, "activation": "tanh"}
+
+
+def sweep(out="compare/sweep", epochs: int | None = None, time_budget_min: float | None = None, limit: int | None = None,
+          resume: bool = False, data_dir: str | None = None, grid: dict | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Seed 001's MLP study: test accuracy as its learning rate, batch size and hidden activation change, one
+    at a time around the base network; one artifact folder per run under `out` -> {"rows": [...]}."""
+    from ..train.config import make_config
+    from ..train.trainer import train
+
+    out, rows, seen = Path(out), [], set()
+    runs = [(factor, {**SWEEP_BASE, factor: value}) for factor, values in (grid or SWEEP).items() for value in values]
+    for i, (factor, point) in enumerate(runs, 1):
+        name = f"lr{point['learning_rate']:g}-bs{point['batch_size']}-{point['activation']}"
+        folder = out / name
+        if name not in seen and not (resume and _done(folder, "train")):
+            log(f"[{i}/{len(runs)}] mlp {name}: train")
+            arch = "mlp_tanh" if point["activation"] == "tanh" else f"mlp_{point['activation']}"
+            train(make_config(arch, learning_rate=point["learning_rate"], batch_size=point["batch_size"], epochs=epochs,
+                              time_budget_min=time_budget_min, limit=limit, data_dir=data_dir, out=str(folder)),
+                  log=_quiet, resume=resume)
+        seen.add(name)
+        meta = json.loads((folder / "metadata.json").read_text())
+        history = json.loads((folder / "history.json").read_text())
+        rows.append({"factor": factor, "value": point[factor], **point, "run": name,
+                     "accuracy": meta["test"]["accuracy"], "loss": meta["test"]["loss"],
+                     "best_val_accuracy": max(history.get("val_accuracy", [None]) or [None]),
+                     "epochs_run": meta["epochs_run"], "train_s": meta["wall_time_s"]})
+        log(f"[{i}/{len(runs)}] {factor} = {point[factor]}: {_pct(rows[-1]['accuracy'])} test")
+    return {"study": "report 001's MLP (784-50-50-10)", "base": SWEEP_BASE, "rows": rows}
+
+
+def sweep_table(result: dict) -> str:
+    lines = [f"{'factor':<15}{'value':>12}{'accuracy':>10}{'best val':>10}{'epochs':>8}{'train s':>9}"]
+    for r in result["rows"]:
+        lines.append(f"{r['factor']:<15}{str(r['value']):>12}{_pct(r['accuracy']):>10}{_pct(r['best_val_accuracy']):>10}"
+                     f"{r['epochs_run']:>8}{r['train_s']:>9.0f}")
+    return "\n".join(lines)
+
+
+def sweep_plot(result: dict, path: Path) -> None:
+    from ..train.report import _plt, save_figure
+
+    plt = _plt()
+    factors = list(dict.fromkeys(r["factor"] for r in result["rows"]))
+    fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 3.6), squeeze=False)
+    for ax, factor in zip(axes[0], factors, strict=True):
+        rows = [r for r in result["rows"] if r["factor"] == factor]
+        labels = [str(r["value"]) for r in rows]
+        ax.bar(labels, [100 * r["accuracy"] for r in rows], color="tab:blue")
+        lo = min(100 * r["accuracy"] for r in rows)
+        ax.set_ylim(max(0, lo - 5), 100)
+        ax.set_title(factor.replace("_", " "))
+        ax.set_ylabel("test accuracy (%)")
+    fig.suptitle("report 001's MLP: one factor at a time around tanh, lr 1e-3, batch 128")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_sweep(result: dict, out: Path) -> list[Path]:
+    paths = [out / "sweep.json", out / "sweep.csv", out / "sweep.png"]
+    write_json(paths[0], result)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=("factor", "value", "learning_rate", "batch_size", "activation", "accuracy", "loss",
+                                        "best_val_accuracy", "epochs_run", "train_s"), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(result["rows"])
+    write_text(paths[1], buf.getvalue())
+    sweep_plot(result, paths[2])
+    return paths

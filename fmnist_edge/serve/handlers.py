@@ -1,0 +1,253 @@
+"""The kiosk's and the inference protocol's HTTP handlers: methods of one `Service` that holds what requests share
+(the served models, the metrics, the counters, the limits). `app.create_app` routes to them."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from ..errors import FmnistEdgeError, ImageSizeError, InputImageError
+from ..runtime import versions
+from ..runtime.preprocess import FRAME_SHORT_SIDE
+from . import v2
+from .app import DRAIN_BYTES, DRAIN_S, IMAGE_TYPES, INLINE_BATCH, INLINE_JSON, STATIC, STATUS_HEADERS, _HTTPError
+from .metrics import CONTENT_TYPE, Metrics
+from .repository import Models, UnknownVersion
+
+
+class Service:
+    """What every request shares, and the handlers that use it."""
+
+    def __init__(self, models: Models, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
+                 body_timeout_s: float, max_queue: int):
+        self.models, self.metrics = models, metrics
+        self.max_upload_bytes, self.top_k, self.model_info = max_upload_bytes, top_k, model_info
+        self.body_timeout_s, self.max_queue = body_timeout_s, max_queue
+        self.started = time.monotonic()
+        self.stats = {"predictions": 0, "rejected": 0}
+        self.queued = 0  # requests waiting for or running in the worker threads
+        self.versions = versions()
+        self.limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
+
+    # ---------------------------------------------------------------- shared steps
+
+    def model_for(self, request: Request):
+        """(version, classifier) for this request: the one asked for in the path, else the current one."""
+        name, asked = request.path_params.get("name", v2.MODEL_NAME), request.path_params.get("version")
+        v2.check_model(name)
+        try:
+            return self.models.get(asked)
+        except UnknownVersion:
+            raise v2.ProtocolError(f"model {v2.MODEL_NAME!r} has no version {asked!r} loaded; it serves "
+                                   f"{', '.join(self.models.versions())}", 404) from None
+
+    async def in_worker(self, fn, *args):
+        """Run `fn` in the thread pool, unless `max_queue` requests already wait there: then 503 at once, so a
+        burst is told to come back instead of growing a queue whose tail times out anyway."""
+        if self.queued >= self.max_queue:
+            raise _HTTPError(503, f"the server is busy ({self.queued} requests in the queue); try again in a moment")
+        self.queued += 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            self.queued -= 1
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.max_upload_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _drain(request.receive)
+            raise _HTTPError(413, f"upload of {int(declared):,} bytes is over the {self.limit_text} limit; send a smaller photo")
+        chunks, size = [], 0
+        with anyio.move_on_after(self.body_timeout_s):  # a stalled upload must not hold a connection for ever
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise _HTTPError(400, "the client went away before its upload ended")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await _drain(request.receive)
+                    raise _HTTPError(413, f"upload is over the {self.limit_text} limit; send a smaller photo")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        raise _HTTPError(408, f"the upload did not arrive within {self.body_timeout_s:g} s ({size:,} bytes came); send it again")
+
+    async def image_bytes(self, request: Request) -> bytes:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await self.read_body(request)
+        if ctype == "multipart/form-data":
+            async def once():
+                yield body
+
+            try:
+                form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=10).parse()
+            except MultiPartException as exc:
+                raise _HTTPError(400, f"malformed multipart upload ({exc.message}); send one file in the field 'image'") from None
+            try:
+                upload = form.get("image")
+                if not isinstance(upload, UploadFile):
+                    upload = next((v for _, v in form.multi_items() if isinstance(v, UploadFile)), None)
+                if upload is None:
+                    raise _HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
+                utype = (upload.content_type or "").split(";")[0].strip().lower()
+                if utype and not utype.startswith(IMAGE_TYPES):
+                    raise _HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; "
+                                          "send a PNG, JPEG, BMP or WebP photo")
+                data = await upload.read()
+            finally:
+                await form.close()  # the parser spools a file part to a temporary file: drop it now
+        elif not ctype or ctype.startswith(IMAGE_TYPES):
+            data = body
+        else:
+            raise _HTTPError(415, f"content type {ctype} is not an image; send a PNG, JPEG, BMP or WebP photo "
+                                  "as the body (Content-Type: image/...) or as multipart field 'image'")
+        if not data:
+            raise _HTTPError(400, "the upload is empty; send the bytes of a PNG, JPEG, BMP or WebP photo")
+        return data
+
+    def error(self, status: int, message: str) -> JSONResponse:
+        self.stats["rejected"] += 1
+        return JSONResponse({"error": message}, status_code=status, headers=STATUS_HEADERS.get(status))
+
+    # ---------------------------------------------------------------- the kiosk's JSON API and page
+
+    async def predict(self, request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        try:
+            data = await self.image_bytes(request)
+
+            def classify():
+                t, timings = time.perf_counter(), {}
+                p = self.models.get()[1].predict(data, top_k=self.top_k, timings=timings)
+                self.metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
+                return p, time.perf_counter() - t
+
+            prediction, seconds = await self.in_worker(classify)
+        except _HTTPError as exc:
+            return self.error(exc.status, str(exc))
+        except ImageSizeError as exc:
+            return self.error(413, str(exc))
+        except InputImageError as exc:
+            return self.error(422, str(exc))
+        except FmnistEdgeError as exc:  # the model itself failed: the kiosk's watchdog should know
+            return self.error(500, str(exc))
+        self.stats["predictions"] += 1
+        return JSONResponse({
+            **prediction.to_dict(),  # the schema `predict --json` prints too
+            "inference_ms": round(seconds * 1e3, 3),  # decode + preprocess + inference
+            "total_ms": round((time.perf_counter() - t0) * 1e3, 3),
+        })
+
+    async def health(self, request: Request) -> JSONResponse:
+        current, clf = self.models.get()
+        return JSONResponse({
+            "status": "ok",
+            "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
+                      "versions": self.models.versions(), **self.model_info},
+            "versions": self.versions,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "predictions": self.stats["predictions"],
+            "rejected": self.stats["rejected"],
+            "max_upload_bytes": self.max_upload_bytes,
+            "frame_short_side": FRAME_SHORT_SIDE,
+        })
+
+    # ---------------------------------------------------------------- Open Inference Protocol (KServe v2)
+
+    def v2_error(self, exc: Exception, status: int) -> JSONResponse:
+        return self.error(status, str(exc))
+
+    async def v2_server(self, request: Request) -> JSONResponse:
+        return JSONResponse({"name": "fmnist-edge", "version": _package_version(),
+                             "extensions": ["binary_tensor_data"]})
+
+    async def v2_live(self, request: Request) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    async def v2_ready(self, request: Request) -> JSONResponse:
+        return JSONResponse({"ready": True})
+
+    async def v2_model(self, request: Request) -> JSONResponse:
+        try:
+            self.model_for(request)
+        except v2.ProtocolError as exc:
+            return self.v2_error(exc, exc.status)
+        return JSONResponse(v2.model_metadata(self.models.versions()))
+
+    async def v2_model_ready(self, request: Request) -> JSONResponse:
+        try:
+            self.model_for(request)
+        except v2.ProtocolError as exc:
+            return self.v2_error(exc, exc.status)
+        return JSONResponse({"name": v2.MODEL_NAME, "ready": True})
+
+    async def v2_infer(self, request: Request) -> Response:
+        endpoint = request.scope.get("state", {}).get("endpoint", "/v2/models/{name}/infer")
+        try:
+            served, clf = self.model_for(request)  # held to the end of the request, whatever is swapped in meanwhile
+            body = await self.read_body(request)
+            req = (v2.decode_request(body, request.headers) if len(body) <= INLINE_JSON
+                   else await self.in_worker(v2.decode_request, body, request.headers))
+
+            def infer():
+                t0 = time.perf_counter()
+                x = req.tensor if req.tensor is not None else clf.to_input(req.photos)
+                t1 = time.perf_counter()
+                probs = clf.predict_tensor(x)
+                self.metrics.observe_model(endpoint, None if req.tensor is not None else t1 - t0, time.perf_counter() - t1)
+                return probs
+
+            # a small FP32 batch is a sub-millisecond model call: on the event loop it costs less than the hop to
+            # a worker thread and back; photos (decoding, milliseconds) and large batches go to the thread pool
+            probs = infer() if req.tensor is not None and req.batch <= INLINE_BATCH else await self.in_worker(infer)
+        except v2.ProtocolError as exc:
+            return self.v2_error(exc, exc.status)
+        except _HTTPError as exc:
+            return self.v2_error(exc, exc.status)
+        except InputImageError as exc:  # the protocol has one status for a bad request
+            return self.v2_error(exc, 413 if isinstance(exc, ImageSizeError) else 400)
+        except FmnistEdgeError as exc:
+            return self.v2_error(exc, 500)
+        self.stats["predictions"] += req.batch
+        body, headers = v2.encode_response(probs, served, req.id, req.binary_output)
+        return Response(body, headers=headers)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    async def page(self, request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"cache-control": "no-cache"})
+
+    async def server_error(self, request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server keeps serving"}, status_code=500)
+
+
+async def _drain(receive, limit: int = DRAIN_BYTES, seconds: float = DRAIN_S) -> None:
+    """Read and drop the rest of a refused upload (at most `limit` bytes, `seconds` long) before answering: a
+    client that sends its whole body before it reads (urllib, requests) then gets the 413 instead of a
+    connection reset, which is what closing a socket with unread data in it sends."""
+    seen = 0
+    with anyio.move_on_after(seconds):
+        while seen <= limit:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            seen += len(message.get("body", b""))
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fmnist-edge")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return ""
