@@ -302,6 +302,7 @@ def publish(artifacts, repository, precision):
 @click.option("--out", type=click.Path(file_okay=False), default="compare", show_default=True,
               help="Folder: one artifact folder per architecture, and compare.json/.csv/.png.")
 @click.option("--resume", is_flag=True, help="Skip the stages whose outputs are already in --out; go on with an interrupted training.")
+@click.option("--rebench", is_flag=True, help="As --resume, but benchmark every network again (on this CPU, in one run).")
 @click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def compare(sweep, **opts):
@@ -312,6 +313,8 @@ def compare(sweep, **opts):
     if sweep:
         if opts["archs"]:
             raise click.UsageError("--sweep trains report 001's MLP only; leave out --arch")
+        if opts["rebench"]:
+            raise click.UsageError("--sweep measures accuracy only, there is nothing to benchmark again; leave out --rebench")
         out = Path(opts["out"]) / "sweep"
         result = C.sweep(out, epochs=opts["epochs"], time_budget_min=opts["time_budget_min"], limit=opts["limit"],
                          resume=opts["resume"], data_dir=opts["data_dir"], log=click.echo)

@@ -52,6 +52,19 @@ def test_resume_runs_no_stage_again(compared):
             assert f"{arch}: {stage} already done" in res.output
 
 
+def test_rebench_keeps_the_trained_and_converted_network_and_measures_it_again(compared):
+    out, _ = compared
+    kept = {f: (out / "tiny" / f).read_bytes() for f in ("metadata.json", "manifest.json")}
+    before = (out / "tiny" / "bench" / "bench.json").stat().st_mtime_ns
+    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rebench", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "tiny: train already done" in res.output and "tiny: convert already done" in res.output
+    assert "[1/1] tiny: bench\n" in res.output
+    assert (out / "tiny" / "bench" / "bench.json").stat().st_mtime_ns > before
+    assert all((out / "tiny" / f).read_bytes() == b for f, b in kept.items())
+    assert [r["arch"] for r in json.loads((out / "compare.json").read_text())["rows"]] == ["tiny"]
+
+
 def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
     rows = [{"arch": a, "best_p50_ms": t, "accuracy": acc} for a, t, acc in
             (("fast", 0.1, 0.80), ("good", 1.0, 0.93), ("worse", 1.2, 0.90), ("mid", 0.5, 0.90), ("tie", 0.5, 0.89))]
@@ -63,6 +76,8 @@ def test_compare_refuses_unknown_and_repeated_networks_in_one_line():
     assert res.exit_code != 0 and "unknown architecture 'nope'" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["compare", "--arch", "tiny,tiny"])
     assert res.exit_code != 0 and "names an architecture twice" in res.output
+    res = CliRunner().invoke(cli, ["compare", "--sweep", "--rebench"])
+    assert res.exit_code != 0 and "leave out --rebench" in res.output
 
 
 def test_the_mlp_sweep_trains_one_run_per_value_and_writes_its_table(tmp_path):

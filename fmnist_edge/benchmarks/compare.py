@@ -4,7 +4,8 @@ Each architecture gets a normal artifact folder OUT/ARCH (train with its own rec
 checked against TensorFlow, bench with OpenVINO at batch 1 and 64, cold start and the photo path), then one row:
 size and cost, our accuracy beside the accuracy its source report states, latency per precision. With
 `resume`, a stage whose output is already in the folder is not run again, and an interrupted training goes on
-from its last whole epoch.
+from its last whole epoch; `rebench` does the same but measures every network again (on another CPU, or all of
+them in one run so that their latencies compare).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CompareConfig:
     time_budget_min: float | None = None  # per model; None = its recipe's
     epochs: int | None = None  # at most; None = its recipe's
     resume: bool = False
+    rebench: bool = False  # resume, but run every bench again
     limit: int | None = None  # training images (smoke runs, tests)
     test_limit: int | None = None
     check: str = "all"  # test images each converted artifact is checked on
@@ -47,6 +49,10 @@ class CompareConfig:
             raise ConfigError(f"--time-budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+
+    def keeps(self, stage: str) -> bool:
+        """Whether a finished `stage` already in a network's folder is kept rather than run again."""
+        return (self.resume or self.rebench) and not (self.rebench and stage == "bench")
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -88,14 +94,14 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
     for i, arch in enumerate(archs, 1):
         folder = out / arch
         for stage in STAGES:
-            if cfg.resume and _done(folder, stage):
+            if cfg.keeps(stage) and _done(folder, stage):
                 log(f"[{i}/{len(archs)}] {arch}: {stage} already done")
                 continue
-            done = epochs_done(folder) if cfg.resume and stage == "train" else None
+            done = epochs_done(folder) if cfg.keeps(stage) and stage == "train" else None
             log(f"[{i}/{len(archs)}] {arch}: {stage}" + (f" (going on after epoch {done})" if done else ""))
             if stage == "train":
                 train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
-                                  test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.resume)
+                                  test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.keeps(stage))
             elif stage == "convert":
                 try:
                     convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
