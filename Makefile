@@ -32,8 +32,9 @@ demo: setup
 	$(BIN)/fmnist-edge convert
 	$(BIN)/fmnist-edge bench --quick
 
-# The browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
+# The linter first; the browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
 test: setup browser
+	$(BIN)/ruff check .
 	FMNIST_EDGE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 clean:
