@@ -303,6 +303,8 @@ def publish(artifacts, repository, precision):
               help="Folder: one artifact folder per architecture, and compare.json/.csv/.png.")
 @click.option("--resume", is_flag=True, help="Skip the stages whose outputs are already in --out; go on with an interrupted training.")
 @click.option("--rebench", is_flag=True, help="As --resume, but benchmark every network again (on this CPU, in one run).")
+@click.option("--bench-seconds", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
+              help="How long each latency is measured.")
 @click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def compare(sweep, **opts):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     res = CliRunner().invoke(cli, ["compare", "--arch", "tiny,seed001_mlp", "--epochs", "1", "--limit", "2000",
-                                   "--out", str(out)])
+                                   "--bench-seconds", "0.2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out, res.output
 
@@ -56,7 +56,7 @@ def test_rebench_keeps_the_trained_and_converted_network_and_measures_it_again(c
     out, _ = compared
     kept = {f: (out / "tiny" / f).read_bytes() for f in ("metadata.json", "manifest.json")}
     before = (out / "tiny" / "bench" / "bench.json").stat().st_mtime_ns
-    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rebench", "--out", str(out)])
+    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rebench", "--bench-seconds", "0.2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "tiny: train already done" in res.output and "tiny: convert already done" in res.output
     assert "[1/1] tiny: bench\n" in res.output
@@ -76,6 +76,8 @@ def test_compare_refuses_unknown_and_repeated_networks_in_one_line():
     assert res.exit_code != 0 and "unknown architecture 'nope'" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["compare", "--arch", "tiny,tiny"])
     assert res.exit_code != 0 and "names an architecture twice" in res.output
+    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--bench-seconds", "0"])
+    assert res.exit_code != 0 and "--bench-seconds" in res.output and "0.1<=x<=600" in res.output
     res = CliRunner().invoke(cli, ["compare", "--sweep", "--rebench"])
     assert res.exit_code != 0 and "leave out --rebench" in res.output
 

@@ -40,6 +40,7 @@ class CompareConfig:
     limit: int | None = None  # training images (smoke runs, tests)
     test_limit: int | None = None
     check: str = "all"  # test images each converted artifact is checked on
+    bench_seconds: float = 2.0  # each latency is measured for this long: a batch-1 call is ~0.1 ms, 100 calls say little
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -49,6 +50,8 @@ class CompareConfig:
             raise ConfigError(f"--time-budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if not 0.1 <= self.bench_seconds <= 600:
+            raise ConfigError(f"--bench-seconds must be in 0.1..600, got {self.bench_seconds}")
 
     def keeps(self, stage: str) -> bool:
         """Whether a finished `stage` already in a network's folder is kept rather than run again."""
@@ -110,10 +113,11 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
                     log(f"[{i}/{len(archs)}] {arch}: {exc}")
             else:
                 result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
-                                             batch_sizes=(1, 64), quick=True, photos=False, data_dir=cfg.data_dir))
+                                             batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False,
+                                             data_dir=cfg.data_dir))
                 ds = load(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
                 result["photos"] = photo_path(folder, ds.x_test[:24], ds.y_test[:24], sizes=("vga",), agreement_images=0,
-                                              iters=50)
+                                              iters=max(20, int(cfg.bench_seconds * 150)))
                 report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
         rows.append(row(arch, folder))
         log(f"[{i}/{len(archs)}] {arch}: {_pct(rows[-1]['accuracy'])} test, {rows[-1]['best_p50_ms']} ms batch 1 "
