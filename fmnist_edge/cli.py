@@ -305,6 +305,8 @@ def publish(artifacts, repository, precision):
 @click.option("--rebench", is_flag=True, help="As --resume, but benchmark every network again (on this CPU, in one run).")
 @click.option("--bench-seconds", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
               help="How long each latency is measured.")
+@click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Benchmark every network this many times, interleaved, and keep each figure's median.")
 @click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def compare(sweep, **opts):

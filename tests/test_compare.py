@@ -56,13 +56,30 @@ def test_rebench_keeps_the_trained_and_converted_network_and_measures_it_again(c
     out, _ = compared
     kept = {f: (out / "tiny" / f).read_bytes() for f in ("metadata.json", "manifest.json")}
     before = (out / "tiny" / "bench" / "bench.json").stat().st_mtime_ns
-    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rebench", "--bench-seconds", "0.2", "--out", str(out)])
+    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rebench", "--rounds", "2", "--bench-seconds", "0.2",
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "tiny: train already done" in res.output and "tiny: convert already done" in res.output
     assert "[1/1] tiny: bench\n" in res.output
     assert (out / "tiny" / "bench" / "bench.json").stat().st_mtime_ns > before
     assert all((out / "tiny" / f).read_bytes() == b for f, b in kept.items())
-    assert [r["arch"] for r in json.loads((out / "compare.json").read_text())["rows"]] == ["tiny"]
+    assert "[1/1] tiny: bench, round 2 of 2" in res.output
+    (tiny,) = json.loads((out / "compare.json").read_text())["rows"]
+    assert tiny["arch"] == "tiny" and tiny["rounds"] == 2
+    for col in C.MEASURED:
+        low, high = tiny["spread"][col]
+        assert low <= tiny[col] <= high
+
+
+def test_rounds_keep_each_figures_median_and_pick_the_best_precision_from_the_medians():
+    def r(fp32, int8, photo):
+        return {"arch": "n", "accuracy": 0.9, "fp32_p50_ms": fp32, "int8_p50_ms": int8, "throughput_ips": 1000.0,
+                "cold_start_s": 0.3, "peak_rss_mb": 100.0, "photo_p50_ms": photo, "best_precision": None, "best_p50_ms": None}
+    m = C.median_row([r(0.10, 0.30, 2.0), r(0.50, 0.05, 1.0), r(0.12, 0.20, 9.0)])  # one slow minute per precision
+    assert (m["fp32_p50_ms"], m["int8_p50_ms"], m["photo_p50_ms"]) == (0.12, 0.2, 2.0)
+    assert m["best_precision"] == "fp32" and m["best_p50_ms"] == 0.12  # by the medians (round 2 alone says int8)
+    assert m["rounds"] == 3 and m["spread"]["fp32_p50_ms"] == [0.10, 0.50]
+    assert C.median_row([r(0.1, 0.2, 1.0)]) == r(0.1, 0.2, 1.0)
 
 
 def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
@@ -76,6 +93,8 @@ def test_compare_refuses_unknown_and_repeated_networks_in_one_line():
     assert res.exit_code != 0 and "unknown architecture 'nope'" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["compare", "--arch", "tiny,tiny"])
     assert res.exit_code != 0 and "names an architecture twice" in res.output
+    res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--rounds", "0"])
+    assert res.exit_code != 0 and "--rounds" in res.output and "1<=x<=100" in res.output
     res = CliRunner().invoke(cli, ["compare", "--arch", "tiny", "--bench-seconds", "0"])
     assert res.exit_code != 0 and "--bench-seconds" in res.output and "0.1<=x<=600" in res.output
     res = CliRunner().invoke(cli, ["compare", "--sweep", "--rebench"])

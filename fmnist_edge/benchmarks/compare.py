@@ -41,6 +41,7 @@ class CompareConfig:
     test_limit: int | None = None
     check: str = "all"  # test images each converted artifact is checked on
     bench_seconds: float = 2.0  # each latency is measured for this long: a batch-1 call is ~0.1 ms, 100 calls say little
+    rounds: int = 1  # benches of every network, interleaved; each measured column is the median over them
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class CompareConfig:
             raise ConfigError(f"--time-budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if not 1 <= self.rounds <= 100:
+            raise ConfigError(f"--rounds must be in 1..100, got {self.rounds}")
         if not 0.1 <= self.bench_seconds <= 600:
             raise ConfigError(f"--bench-seconds must be in 0.1..600, got {self.bench_seconds}")
 
@@ -83,14 +86,10 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
     """Train, convert and bench each architecture of `cfg` (skipping finished stages with `resume`) -> the table
     (`save` writes it)."""
     from ..convert import convert
-    from ..data import load
     from ..errors import ConversionError
     from ..train.config import make_config
     from ..train.resume import epochs_done
     from ..train.trainer import train
-    from . import bench as B
-    from . import report
-    from .photopath import photo_path
 
     out, archs = Path(cfg.out), cfg.architectures
     rows = []
@@ -112,19 +111,57 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
                 except ConversionError as exc:  # written, with the failed artifact marked: the row says so
                     log(f"[{i}/{len(archs)}] {arch}: {exc}")
             else:
-                result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
-                                             batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False,
-                                             data_dir=cfg.data_dir))
-                ds = load(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
-                result["photos"] = photo_path(folder, ds.x_test[:24], ds.y_test[:24], sizes=("vga",), agreement_images=0,
-                                              iters=max(20, int(cfg.bench_seconds * 150)))
-                report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
+                _bench(folder, cfg)
         rows.append(row(arch, folder))
         log(f"[{i}/{len(archs)}] {arch}: {_pct(rows[-1]['accuracy'])} test, {rows[-1]['best_p50_ms']} ms batch 1 "
             f"({rows[-1]['best_precision']})")
+    rounds = [rows]
+    for r in range(2, cfg.rounds + 1):  # all networks again, one after the other: a slow minute of the host hits one round
+        rounds.append([])
+        for i, arch in enumerate(archs, 1):
+            log(f"[{i}/{len(archs)}] {arch}: bench, round {r} of {cfg.rounds}")
+            _bench(out / arch, cfg)
+            rounds[-1].append(row(arch, out / arch))
     from .machine import machine
 
+    rows = [median_row(list(per_arch)) for per_arch in zip(*rounds, strict=True)]
     return {"machine": machine(), "config": {**dataclasses.asdict(cfg), "archs": list(archs)}, "rows": rows}
+
+
+def _bench(folder: Path, cfg: CompareConfig) -> None:
+    """OpenVINO fp32 and int8 at batch 1 and 64, cold start, and a VGA camera JPEG -> label: `folder`/bench."""
+    from ..data import load
+    from . import bench as B
+    from . import report
+    from .photopath import photo_path
+
+    result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
+                                 batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir))
+    ds = load(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
+    result["photos"] = photo_path(folder, ds.x_test[:24], ds.y_test[:24], sizes=("vga",), agreement_images=0,
+                                  iters=max(20, int(cfg.bench_seconds * 150)))
+    report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
+
+
+MEASURED = ("fp32_p50_ms", "int8_p50_ms", "throughput_ips", "cold_start_s", "peak_rss_mb", "photo_p50_ms")
+
+
+def median_row(rows: list[dict]) -> dict:
+    """One network's rows from several rounds -> its row with each measured column the median of the rounds, and
+    `spread`: each column's [min, max]. One round -> that row unchanged."""
+    if len(rows) == 1:
+        return rows[0]
+    import statistics
+
+    out = dict(rows[-1], rounds=len(rows), spread={})
+    for col in MEASURED:
+        values = [r[col] for r in rows if r[col] is not None]
+        out[col] = round(statistics.median(values), 4) if values else None
+        out["spread"][col] = [min(values), max(values)] if values else None
+    p50 = {p: out[f"{p}_p50_ms"] for p in ("fp32", "int8") if out[f"{p}_p50_ms"] is not None}
+    out["best_precision"] = min(p50, key=p50.get) if p50 else None
+    out["best_p50_ms"] = p50.get(out["best_precision"]) if p50 else None
+    return out
 
 
 def row(arch: str, folder: Path) -> dict:
