@@ -264,6 +264,7 @@ def plot(result: dict, path: Path) -> None:
         ax.plot(*zip(*pts, strict=True), color="tab:blue", lw=1, ls="--", label="Pareto front (ours)")
     ax.scatter([], [], facecolors="none", edgecolors="tab:red", label="accuracy the source report states")
     ax.set_xscale("log")
+    ax.margins(x=0.1)  # room for the right-most network's name
     ax.set_xlabel("batch-1 latency, best verified precision (ms, log)")
     ax.set_ylabel("test accuracy (%)")
     cpu = rows[0]["cpu"] if rows else ""
