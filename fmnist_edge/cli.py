@@ -317,8 +317,10 @@ def compare(sweep, **opts):
     if sweep:
         if opts["archs"]:
             raise click.UsageError("--sweep trains report 001's MLP only; leave out --arch")
-        if opts["rebench"]:
-            raise click.UsageError("--sweep measures accuracy only, there is nothing to benchmark again; leave out --rebench")
+        given = [f"--{k.replace('_', '-')}" for k in ("rebench", "rounds", "bench_seconds")
+                 if click.get_current_context().get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--sweep measures accuracy only, there is nothing to benchmark; leave out {', '.join(given)}")
         out = Path(opts["out"]) / "sweep"
         result = C.sweep(out, epochs=opts["epochs"], time_budget_min=opts["time_budget_min"], limit=opts["limit"],
                          resume=opts["resume"], data_dir=opts["data_dir"], log=click.echo)

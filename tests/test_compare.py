@@ -99,6 +99,8 @@ def test_compare_refuses_unknown_and_repeated_networks_in_one_line():
     assert res.exit_code != 0 and "--bench-seconds" in res.output and "0.1<=x<=600" in res.output
     res = CliRunner().invoke(cli, ["compare", "--sweep", "--rebench"])
     assert res.exit_code != 0 and "leave out --rebench" in res.output
+    res = CliRunner().invoke(cli, ["compare", "--sweep", "--rounds", "3", "--bench-seconds", "1"])
+    assert res.exit_code != 0 and "leave out --rounds, --bench-seconds" in res.output
 
 
 def test_the_mlp_sweep_trains_one_run_per_value_and_writes_its_table(tmp_path):
