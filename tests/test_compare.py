@@ -82,6 +82,12 @@ def test_rounds_keep_each_figures_median_and_pick_the_best_precision_from_the_me
     assert C.median_row([r(0.1, 0.2, 1.0)]) == r(0.1, 0.2, 1.0)
 
 
+def test_rounds_always_measure_afresh_while_resume_keeps_the_training():
+    cfg = C.CompareConfig(archs=("tiny",), resume=True, rounds=2)
+    assert cfg.keeps("train") and cfg.keeps("convert") and not cfg.keeps("bench")
+    assert C.CompareConfig(archs=("tiny",), resume=True).keeps("bench")
+
+
 def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
     rows = [{"arch": a, "best_p50_ms": t, "accuracy": acc} for a, t, acc in
             (("fast", 0.1, 0.80), ("good", 1.0, 0.93), ("worse", 1.2, 0.90), ("mid", 0.5, 0.90), ("tie", 0.5, 0.89))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -58,7 +59,8 @@ class CompareConfig:
 
     def keeps(self, stage: str) -> bool:
         """Whether a finished `stage` already in a network's folder is kept rather than run again."""
-        return (self.resume or self.rebench) and not (self.rebench and stage == "bench")
+        fresh_bench = self.rebench or self.rounds > 1  # rounds are measured now, never read back from an older bench
+        return (self.resume or self.rebench) and not (fresh_bench and stage == "bench")
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -130,17 +132,25 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
 
 def _bench(folder: Path, cfg: CompareConfig) -> None:
     """OpenVINO fp32 and int8 at batch 1 and 64, cold start, and a VGA camera JPEG -> label: `folder`/bench."""
-    from ..data import load
     from . import bench as B
     from . import report
     from .photopath import photo_path
 
     result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
                                  batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir))
-    ds = load(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
-    result["photos"] = photo_path(folder, ds.x_test[:24], ds.y_test[:24], sizes=("vga",), agreement_images=0,
+    x, y = _photo_sample(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
+    result["photos"] = photo_path(folder, x, y, sizes=("vga",), agreement_images=0,
                                   iters=max(20, int(cfg.bench_seconds * 150)))
     report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
+
+
+@functools.lru_cache(maxsize=2)
+def _photo_sample(data_dir: str | None):
+    """The 24 test images every bench photographs: the data set is read once, not once per network and round."""
+    from ..data import load
+
+    ds = load(data_dir)
+    return ds.x_test[:24].copy(), ds.y_test[:24].copy()
 
 
 MEASURED = ("fp32_p50_ms", "int8_p50_ms", "throughput_ips", "cold_start_s", "peak_rss_mb", "photo_p50_ms")
