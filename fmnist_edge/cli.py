@@ -91,7 +91,7 @@ def train(arch, no_augment, quick, resume, **opts):
 @click.option("--test-limit", type=click.IntRange(min=10), default=None, help="Evaluate on the first N test images only.")
 def evaluate(folder, data_dir, test_limit):
     """Re-create FOLDER/report/ from the saved model."""
-    from .train.report import evaluate_artifacts
+    from .train.evaluation import evaluate_artifacts
 
     evaluate_artifacts(folder, data_dir=data_dir, test_limit=test_limit, log=click.echo)
 
@@ -190,7 +190,7 @@ def _int_list(ctx, param, value):
 def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos, **opts):
     """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
     from .benchmarks import bench as B
-    from .benchmarks import report
+    from .benchmarks import output as report
 
     cfg = B.BenchConfig(folder=folder, cold_start=not no_cold_start, photos=not no_photos, **opts)
     out = Path(out or Path(folder) / "bench")
@@ -312,7 +312,7 @@ def publish(artifacts, repository, precision):
 def compare(sweep, **opts):
     """Train, convert and benchmark several architectures on this CPU, and print them side by side: accuracy
     (ours and their source report's), int8 accuracy, batch-1 latency, throughput, size, cold start, photo path."""
-    from .benchmarks import compare as C
+    from .studies import compare as C
 
     if sweep:
         if opts["archs"]:

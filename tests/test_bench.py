@@ -143,7 +143,7 @@ def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(conv
         # the whole photo path costs more than its decode floor alone, and more than the model alone
         assert r["predict_us"] > r["decode_floor_us"] > 0 and r["predict_us"] > r["model_us"] > 0
         assert r["photos_per_s"] > 0 and r["jpeg_kb"] > 1
-    from fmnist_edge.benchmarks.photos import CONDITIONS
+    from fmnist_edge.harness.photos import CONDITIONS
     assert set(res["conditions"]) == set(CONDITIONS) and all(c["n"] == 12 for c in res["conditions"].values())
     text = table(res)
     assert "640x480" in text and "camera" in text

@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fmnist_edge.benchmarks import compare as C
 from fmnist_edge.cli import cli
+from fmnist_edge.studies import compare as C
 
 pytestmark = pytest.mark.slow
 

@@ -19,39 +19,16 @@ import pytest
 from fmnist_edge import atomic, faults
 from fmnist_edge.contract import CLASS_NAMES
 from fmnist_edge.errors import ArtifactError
+from fmnist_edge.harness import kills
 
 pytestmark = pytest.mark.faults
 
 CLI = [sys.executable, "-m", "fmnist_edge.cli"]
 
-# A writer with no TensorFlow: 20 files of `tag` into a folder through atomic_dir (its commit is what train and
-# convert use), slowly enough that a random kill lands anywhere. argv: folder tag exchange|renames delay_s
-WRITER = """
-import sys, time
-from fmnist_edge import atomic
-atomic.EXCHANGE = sys.argv[3] == "exchange"
-with atomic.atomic_dir(sys.argv[1]) as stage:
-    for i in range(20):
-        (stage / f"f{i:02d}").write_text(sys.argv[2] * 500)
-        time.sleep(float(sys.argv[4]))
-"""
-
-
 def _write(folder: Path, tag: str, mode: str = "exchange", delay: float = 0.0, kill_at: str | None = None):
     env = {**os.environ, faults.ENV: kill_at} if kill_at else None
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), tag, mode, str(delay)], env=env,
+    return subprocess.Popen([sys.executable, "-c", kills.WRITER, str(folder), tag, mode, str(delay)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _state(folder: Path) -> str:
-    """'X' when `folder` holds exactly the 20 files of tag X; fails on a mix, a part or a missing folder."""
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == [f"f{i:02d}" for i in range(20)], names
-    tags = {p.read_text() for p in folder.iterdir()}
-    assert len(tags) == 1, "files of two writes in one folder"
-    text = tags.pop()
-    assert text == text[0] * 500
-    return text[0]
 
 
 def _leftovers(parent: Path, name: str) -> list[str]:
@@ -62,16 +39,16 @@ def _leftovers(parent: Path, name: str) -> list[str]:
                                         ("renames", "atomic-dir-staged"), ("renames", "atomic-dir-half-renamed")])
 def test_a_writer_killed_at_each_commit_point_loses_nothing(tmp_path, mode, point):
     out = tmp_path / "out"
-    assert _write(out, "a", mode).wait() == 0 and _state(out) == "a"
+    assert _write(out, "a", mode).wait() == 0 and kills.tag_of(out) == "a"
     proc = _write(out, "b", mode, kill_at=point)
     assert proc.wait() == -signal.SIGKILL
     assert _leftovers(tmp_path, "out"), "the kill left nothing to clean: it did not land inside the commit"
     if point == "atomic-dir-half-renamed":  # the one window where the folder is missing until the next writer
         assert not out.exists()
     else:
-        assert _state(out) == ("b" if point == "atomic-dir-swapped" else "a")
+        assert kills.tag_of(out) == ("b" if point == "atomic-dir-swapped" else "a")
     assert _write(out, "c", mode).wait() == 0
-    assert _state(out) == "c" and _leftovers(tmp_path, "out") == []
+    assert kills.tag_of(out) == "c" and _leftovers(tmp_path, "out") == []
 
 
 def test_writers_killed_at_random_moments_leave_the_old_folder_or_the_new_one(tmp_path):
@@ -85,12 +62,12 @@ def test_writers_killed_at_random_moments_leave_the_old_folder_or_the_new_one(tm
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if out.exists():
-            assert _state(out) in (seen[-1], tag)  # what was there, or the whole new write
-            seen.append(_state(out))
+            assert kills.tag_of(out) in (seen[-1], tag)  # what was there, or the whole new write
+            seen.append(kills.tag_of(out))
         else:  # killed between the two renames of the fallback commit: the next writer puts the old one back
             assert mode == "renames" and _write(out, tag, mode, kill_at="atomic-dir-staged").wait() == -signal.SIGKILL
-            assert _state(out) == seen[-1]
-    assert _write(out, "z").wait() == 0 and _state(out) == "z" and _leftovers(tmp_path, "out") == []
+            assert kills.tag_of(out) == seen[-1]
+    assert _write(out, "z").wait() == 0 and kills.tag_of(out) == "z" and _leftovers(tmp_path, "out") == []
     assert len(set(seen)) > 2, f"the kills did not land both before and after commits: {seen}"
 
 
@@ -319,8 +296,8 @@ def test_publish_killed_before_its_rename_leaves_no_version_and_the_next_publish
 def test_a_server_killed_while_loading_a_new_version_serves_it_after_a_restart(converted, tmp_path):
     import urllib.request
 
-    from fmnist_edge.benchmarks.load import start_server, stop_server
     from fmnist_edge.convert.serving import publish
+    from fmnist_edge.harness.load import start_server, stop_server
 
     repo = tmp_path / "repo"
     publish(converted, repo)
@@ -368,7 +345,7 @@ def test_predict_and_serve_work_from_a_read_only_folder(read_only, fmnist, tmp_p
 
     from PIL import Image
 
-    from fmnist_edge.benchmarks.load import start_server, stop_server
+    from fmnist_edge.harness.load import start_server, stop_server
 
     image = tmp_path / "shirt.png"
     Image.fromarray(fmnist.x_test[0]).save(image)

@@ -177,7 +177,7 @@ def test_work_past_the_queue_cap_gets_503_with_retry_after_and_nothing_else_fail
 def test_a_short_soak_of_good_and_hostile_requests_gets_every_expected_answer(converted):
     """The soak benchmark's mix, 1,500 requests with a new version published midway: each kind of request gets
     its own status (200, 400, 404, 413, 415, 422), nothing else, and the server keeps serving the new version."""
-    from fmnist_edge.benchmarks.serve_soak import soak
+    from fmnist_edge.harness.serve_soak import soak
 
     r = soak(converted, requests=1500, clients=8, reloads=1, log=lambda *_: None)
     assert r["unexpected"] == 0, r["unexpected_examples"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fmnist_edge import errors
-from fmnist_edge.benchmarks import photos as P
+from fmnist_edge.harness import photos as P
 from fmnist_edge.runtime import to_dataset_form
 from fmnist_edge.runtime.decode import Source
 from fmnist_edge.runtime.preprocess import from_source

@@ -152,7 +152,7 @@ def test_serve_refuses_a_repository_without_versions_in_one_line(tmp_path):
 
 def test_load_on_a_served_repository_with_reloads_fails_nothing(converted):
     """The load benchmark at small scale: a server process, both request kinds, a publish midway each step."""
-    from fmnist_edge.benchmarks.load import load_test
+    from fmnist_edge.harness.load import load_test
 
     res = load_test(converted, concurrency=(1, 4), seconds=2.0, log=lambda s: None)
     assert [(r["kind"], r["concurrency"]) for r in res["rows"]] == [

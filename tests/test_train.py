@@ -136,7 +136,7 @@ def _variants(img: np.ndarray, shift: int = 2) -> np.ndarray:
 @pytest.mark.parametrize("erase_prob", [0.0, 1.0])
 def test_batch_augmentation_flips_shifts_and_erases_each_image_on_its_own(fmnist, erase_prob):
     from fmnist_edge.quiet import tensorflow
-    from fmnist_edge.train.pipeline import augment_batch
+    from fmnist_edge.train.inputs import augment_batch
 
     tf = tensorflow()
     tf.random.set_seed(1)
@@ -169,7 +169,7 @@ def test_input_pipeline_yields_every_image_once_without_the_autotune_thread(fmni
     one per epoch) stalled training ~40 s per epoch on 2 cores (pipeline.pipeline_options)."""
     from fmnist_edge.quiet import tensorflow
     from fmnist_edge.train.devices import select_strategy
-    from fmnist_edge.train.pipeline import make_dataset
+    from fmnist_edge.train.inputs import make_dataset
 
     strategy, desc, _ = select_strategy("cpu", "float32")
     assert strategy is tensorflow().distribute.get_strategy() and desc.startswith("CPU")

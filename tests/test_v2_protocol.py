@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from fmnist_edge.benchmarks import photos as P
+from fmnist_edge.harness import photos as P
 from fmnist_edge.runtime import to_model_input
 
 httpclient = pytest.importorskip("tritonclient.http")

@@ -14,8 +14,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..harness import photos as P
 from ..host import usable_cores
-from . import photos as P
 from .loop import timed_loop
 
 

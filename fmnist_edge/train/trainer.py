@@ -23,9 +23,9 @@ from .bnstats import recalibrate
 from .budget import time_budget, warmup_cosine
 from .config import TrainConfig
 from .devices import describe_strategy, dtype_policy, select_strategy
+from .inputs import make_dataset
 from .modelio import export_twin, save_model
 from .models import create_model, get_entry, macs
-from .pipeline import make_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras warns that HDF5 is legacy (we write it on purpose, as the seeds do) and about shuffle with tf.data.
@@ -147,7 +147,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
         if RECALIBRATE_BN and recalibrate(model, sp.x_train):
             log(f"batch-norm statistics re-estimated on {min(len(sp.x_train), BN_IMAGES):,} training images")
         save_model(model, stage)
-        from .report import evaluate_and_report
+        from .evaluation import evaluate_and_report
 
         metrics = evaluate_and_report(model, sp.x_test, sp.y_test, stage / "report", history=history,
                                       samples=(sp.x_train[:25], sp.y_train[:25]))

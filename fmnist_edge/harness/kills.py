@@ -1,6 +1,6 @@
 """Fault campaign: SIGKILL the real commands at random moments, many times, and check what each kill left.
 
-    python benchmarks/faults.py [ARTIFACTS] [--writer N] [--convert N] [--train N] [--publish N] [--serve N]
+    python -m fmnist_edge.harness.kills [ARTIFACTS] [--writer N] [--convert N] [--train N] [--publish N] [--serve N]
 
 ARTIFACTS: a converted artifact folder (default: artifacts). Each round starts the command, kills it at a
 moment drawn uniformly over its uninterrupted run time, then checks: the folder holds the previous complete
@@ -25,11 +25,35 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fmnist_edge.benchmarks.load import serving_version, start_server, stop_server
-from fmnist_edge.benchmarks.machine import machine
+from ..benchmarks.machine import machine
+from .load import serving_version, start_server, stop_server
 
 CLI = [sys.executable, "-m", "fmnist_edge.cli"]
-WRITER = Path(__file__).parents[1] / "tests" / "test_faults.py"
+# A writer with no TensorFlow: 20 files of `tag` into a folder through atomic_dir (its commit is what train and
+# convert use), slowly enough that a random kill lands anywhere. argv: folder tag exchange|renames delay_s
+WRITER = """
+import sys, time
+from fmnist_edge import atomic
+atomic.EXCHANGE = sys.argv[3] == "exchange"
+with atomic.atomic_dir(sys.argv[1]) as stage:
+    for i in range(20):
+        (stage / f"f{i:02d}").write_text(sys.argv[2] * 500)
+        time.sleep(float(sys.argv[4]))
+"""
+
+
+def tag_of(folder: Path) -> str:
+    """'X' when `folder` holds exactly the 20 files WRITER writes with tag X; ValueError on a mix or a part."""
+    names = sorted(p.name for p in folder.iterdir())
+    if names != [f"f{i:02d}" for i in range(20)]:
+        raise ValueError(f"{folder} holds {names}, not the 20 files of one write")
+    tags = {p.read_text() for p in folder.iterdir()}
+    if len(tags) != 1:
+        raise ValueError(f"{folder} holds files of two writes")
+    text = tags.pop()
+    if text != text[0] * 500:
+        raise ValueError(f"{folder} holds a part of a file")
+    return text[0]
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -115,14 +139,11 @@ def main() -> int:
     rows = []
 
     if args.writer:
-        sys.path.insert(0, str(WRITER.parent))
-        from test_faults import WRITER as CODE
-        from test_faults import _state
 
         tags = iter("abcdefghijklmnopqrstuvwxyz" * 1000)
         rows.append(campaign("writer", args.writer, lambda w: w / "out",
-                             lambda f: [sys.executable, "-c", CODE, str(f), next(tags), rng.choice(("exchange", "renames")), "0.002"],
-                             lambda f: _writer_state(f, _state), rng, print))
+                             lambda f: [sys.executable, "-c", WRITER, str(f), next(tags), rng.choice(("exchange", "renames")), "0.002"],
+                             lambda f: _writer_state(f, tag_of), rng, print))
     if args.convert:
         rows.append(campaign("convert", args.convert, lambda w: Path(shutil.copytree(src, w / "artifacts")),
                              lambda f: [*CLI, "convert", str(f), "--format", "openvino", "--precision", rng.choice(("fp32", "fp32,int8")),

@@ -1,15 +1,15 @@
 """The long fuzz run of decoding and preprocessing, for a time budget; not in CI (`pytest -m fuzz` is the short one).
 
-    python benchmarks/fuzz.py --minutes 10                      # atheris: coverage-guided, bytes
-    python benchmarks/fuzz.py --minutes 10 --engine hypothesis  # every property of tests/test_fuzz.py
+    python -m fmnist_edge.harness.fuzz --minutes 10                      # atheris: coverage-guided, bytes
+    python -m fmnist_edge.harness.fuzz --minutes 10 --engine hypothesis  # every property of fmnist_edge.harness.hostile
 
 atheris (`pip install "fmnist-edge[fuzz]"`) mutates bytes from a seed corpus of small valid PNG, JPEG, WebP and
 BMP images, guided by the coverage of Pillow's Python plugins and of fmnist_edge, into `to_array` and the
-model input that `Classifier.predict` builds. hypothesis runs the properties of tests/test_fuzz.py (bytes,
+model input that `Classifier.predict` builds. hypothesis runs the properties of fmnist_edge.harness.hostile (bytes,
 valid encodings, arrays, PIL images, paths, decompression bombs) in rounds of fresh random examples.
 
 A finding is any exception that is not a FmnistEdgeError, an invalid result, or a call over the tests' time or
-memory bound (`check` in tests/test_fuzz.py). atheris stops at the first and writes its input (crash-*) under
+memory bound (`check` in fmnist_edge.harness.hostile). atheris stops at the first and writes its input (crash-*) under
 --out; hypothesis shrinks and prints it, and goes on with the next property. Prints a summary (inputs, rate,
 error types and messages, findings, peak RSS, slowest input) and exits 1 on a finding.
 """
@@ -27,15 +27,13 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 class Stats:
     """What the run saw: inputs, outcomes by error type and message, findings, the slowest input."""
 
     def __init__(self):
         self.start = self.reported = time.monotonic()
-        self.pixels = lambda image: 0  # what an input has or claims: test_fuzz.pixels, once imported
+        self.pixels = lambda image: 0  # what an input has or claims: hostile.pixels, once imported
         self.tried, self.errors = 0, collections.Counter()
         self.findings: list[str] = []
         self.slowest = (0.0, "")
@@ -115,29 +113,29 @@ def run_atheris(minutes: float, out: Path, stats: Stats) -> None:
         Image.init()  # every plugin, now: Image.open imports them lazily, after instrumentation
         import fmnist_edge.runtime.decode
         import fmnist_edge.runtime.preprocess  # noqa: F401
-    import test_fuzz
+    from . import hostile
 
-    stats.pixels = test_fuzz.pixels
+    stats.pixels = hostile.pixels
     corpus = out / "corpus"
     corpus.mkdir(exist_ok=True)
-    for data in _seed_corpus(test_fuzz):
+    for data in _seed_corpus(hostile):
         (corpus / hashlib.sha1(data).hexdigest()).write_bytes(data)
     print(f"seed corpus: {len(list(corpus.iterdir()))} images in {corpus}", flush=True)
     stats.start = stats.reported = time.monotonic()  # the budget is for fuzzing, not for making the corpus
     end = stats.start + minutes * 60
-    polarities = test_fuzz.POLARITIES
+    polarities = hostile.POLARITIES
 
     def one(data: bytes) -> None:
         if time.monotonic() >= end:
-            stats.summary("atheris", test_fuzz.peak_rss())
+            stats.summary("atheris", hostile.peak_rss())
             os._exit(1 if stats.findings else 0)
         stats.progress()
         polarity = polarities[len(data) % len(polarities)]
         try:
-            stats.run(lambda d: test_fuzz.check(d, polarity), data)
+            stats.run(lambda d: hostile.check(d, polarity), data)
         except BaseException as exc:  # a finding: atheris writes the input (crash-*) and stops
             stats.finding(f"{type(exc).__name__}: {str(exc)[:200]} ({_describe(data)}, polarity {polarity})")
-            stats.summary("atheris", test_fuzz.peak_rss())
+            stats.summary("atheris", hostile.peak_rss())
             raise
 
     # libFuzzer's own time and RSS limits sit above check()'s bounds for a MAX_PIXELS image: they catch hangs
@@ -147,14 +145,14 @@ def run_atheris(minutes: float, out: Path, stats: Stats) -> None:
     atheris.Fuzz()
 
 
-def _seed_corpus(test_fuzz) -> list[bytes]:
+def _seed_corpus(hostile) -> list[bytes]:
     """Small valid encodings drawn from the tests' strategy: every format and mode, up to 16 KB each."""
     from hypothesis import HealthCheck, given, settings
 
     found: list[bytes] = []
 
     @settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(test_fuzz.encoded_images())
+    @given(hostile.encoded_images())
     def collect(encoding):
         if len(encoding[0]) <= 16384:
             found.append(encoding[0])
@@ -167,31 +165,31 @@ def _seed_corpus(test_fuzz) -> list[bytes]:
 
 
 def run_hypothesis(minutes: float, stats: Stats, examples: int) -> None:
-    import test_fuzz
+    from . import hostile
 
-    stats.pixels = test_fuzz.pixels
+    stats.pixels = hostile.pixels
     end, round_ = time.monotonic() + minutes * 60, 0
     with tempfile.TemporaryDirectory(prefix="fuzz-paths-") as root:
-        props = test_fuzz.properties(Path(root))
+        props = hostile.properties(Path(root))
         while time.monotonic() < end:
             for name, (strategy, prop) in props.items():
                 if time.monotonic() >= end:
                     break
                 try:
-                    _round(test_fuzz, strategy, prop, round_, examples, end, stats)
+                    _round(hostile, strategy, prop, round_, examples, end, stats)
                 except Exception as exc:  # noqa: BLE001 - hypothesis has shrunk it and printed the example
                     stats.finding(f"{name}, seed {round_}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
                 stats.progress()
             round_ += 1
-    stats.summary("hypothesis", test_fuzz.peak_rss())
+    stats.summary("hypothesis", hostile.peak_rss())
 
 
-def _round(test_fuzz, strategy, prop, round_: int, examples: int, end: float, stats: Stats) -> None:
+def _round(hostile, strategy, prop, round_: int, examples: int, end: float, stats: Stats) -> None:
     """One property, `examples` fresh examples from seed `round_`."""
     from hypothesis import given, seed, settings
 
     @seed(round_)
-    @settings(test_fuzz.FUZZ, max_examples=examples, derandomize=False)
+    @settings(hostile.FUZZ, max_examples=examples, derandomize=False)
     @given(value=strategy)
     def run(value):
         if time.monotonic() < end:  # past the budget the round's remaining examples do nothing
@@ -210,7 +208,6 @@ def main(argv=None) -> int:
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     print(f"fuzzing for {args.minutes:g} min with {args.engine}", flush=True)
-    sys.path.insert(0, str(ROOT / "tests"))  # the strategies and properties live in tests/test_fuzz.py
     warnings.simplefilter("ignore")  # Pillow warns about every corrupt EXIF block and oversized header
     stats = Stats()
     if args.engine == "atheris":

@@ -197,3 +197,29 @@ def _summary(trace, counts, unexpected, latencies, wall, requests, clients, publ
                    "slope_second_half_mb_per_10k": None if slope is None else round(slope, 3)},
         "rss_trace": [[int(d), round(m, 1)] for d, m in trace[:: max(1, len(trace) // 200)]],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m fmnist_edge.harness.serve_soak [ARTIFACTS] [REQUESTS] [CLIENTS]: 100,000 requests by default from 32
+    clients, good and hostile, 16 silent connections held open, 4 new versions published along the way; writes
+    benchmarks/results/serve_soak.json and exits 1 on any unexpected answer or an RSS still growing in the second half."""
+    import json
+    import sys
+
+    from ..atomic import write_json
+    from ..benchmarks.machine import machine
+
+    argv = sys.argv[1:] if argv is None else argv
+    artifacts = argv[0] if argv else "artifacts"
+    requests = int(argv[1]) if len(argv) > 1 else 100_000
+    clients = int(argv[2]) if len(argv) > 2 else 32
+    result = {"machine": machine(), **soak(artifacts, requests=requests, clients=clients)}
+    write_json(Path("benchmarks/results/serve_soak.json"), result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rss_trace", "machine")}, indent=2))
+    growing = (result["rss_mb"]["slope_second_half_mb_per_10k"] or 0) > 1.0
+    return 1 if result["unexpected"] or growing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -124,7 +124,7 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
             log(f"[{i}/{len(archs)}] {arch}: bench, round {r} of {cfg.rounds}")
             _bench(out / arch, cfg)
             rounds[-1].append(row(arch, out / arch))
-    from .machine import machine
+    from ..benchmarks.machine import machine
 
     rows = [median_row(list(per_arch)) for per_arch in zip(*rounds, strict=True)]
     return {"machine": machine(), "config": {**dataclasses.asdict(cfg), "archs": list(archs)}, "rows": rows}
@@ -132,9 +132,9 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
 
 def _bench(folder: Path, cfg: CompareConfig) -> None:
     """OpenVINO fp32 and int8 at batch 1 and 64, cold start, and a VGA camera JPEG -> label: `folder`/bench."""
-    from . import bench as B
-    from . import report
-    from .photopath import photo_path
+    from ..benchmarks import bench as B
+    from ..benchmarks import output as report
+    from ..benchmarks.photopath import photo_path
 
     result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
                                  batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir))
@@ -256,7 +256,7 @@ def to_csv(result: dict) -> str:
 
 def plot(result: dict, path: Path) -> None:
     """Accuracy against best batch-1 latency (log), the Pareto front joined, each report's accuracy beside ours."""
-    from ..train.report import _plt, save_figure
+    from ..train.evaluation import _plt, save_figure
 
     plt = _plt()
     rows = [r for r in result["rows"] if r["best_p50_ms"] is not None]
@@ -342,7 +342,7 @@ def sweep_table(result: dict) -> str:
 
 
 def sweep_plot(result: dict, path: Path) -> None:
-    from ..train.report import _plt, save_figure
+    from ..train.evaluation import _plt, save_figure
 
     plt = _plt()
     factors = list(dict.fromkeys(r["factor"] for r in result["rows"]))

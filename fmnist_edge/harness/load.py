@@ -150,3 +150,27 @@ def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precisio
     finally:
         stop_server(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m fmnist_edge.harness.load [ARTIFACTS] [SECONDS]: both request kinds at concurrency 1, 8 and 32, a new
+    version published midway through each step; writes benchmarks/results/serve_load.json."""
+    import json
+    import sys
+
+    from ..atomic import write_json
+    from ..benchmarks.machine import machine
+
+    argv = sys.argv[1:] if argv is None else argv
+    artifacts = argv[0] if argv else "artifacts"
+    seconds = float(argv[1]) if len(argv) > 1 else 10.0
+    result = {"machine": machine(), **load_test(artifacts, concurrency=(1, 8, 32), seconds=seconds)}
+    out = Path("benchmarks/results/serve_load.json")
+    write_json(out, result)
+    print(json.dumps({"failed": sum(r["failed"] for r in result["rows"]), "results": str(out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,1 @@
+"""Studies: many networks trained, converted and measured side by side (`fmnist-edge compare`, the sweeps)."""
