@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data browser demo test clean
+.PHONY: setup data browser demo check test clean
 
 setup: $(VENV)/.installed data
 
@@ -31,6 +31,11 @@ demo: setup
 	$(BIN)/fmnist-edge train --quick
 	$(BIN)/fmnist-edge convert
 	$(BIN)/fmnist-edge bench --quick
+
+# The fast loop between full runs: the linter and every test that needs no trained model (under 90 s on 2 cores).
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not model and not slow and not browser"
 
 # The linter first; the browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
 test: setup browser

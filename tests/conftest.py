@@ -10,6 +10,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Fixtures that train or convert a model: a test that uses one (directly or through another) is marked `model`,
+# and `make check` (the fast loop) leaves it out.
+MODEL_FIXTURES = {"tiny_artifacts", "converted"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
 
 @pytest.fixture(scope="session")
 def fmnist():

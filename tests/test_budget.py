@@ -51,6 +51,7 @@ def test_plan_epochs(done, elapsed, times, budget, max_epochs, expected):
     assert plan_epochs(done, elapsed, times, budget, max_epochs) == expected
 
 
+@pytest.mark.slow
 def test_train_stops_within_its_time_budget(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["train", "--arch", "tiny", "--limit", "1000", "--test-limit", "100", "--epochs", "500",

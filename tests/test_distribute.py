@@ -39,6 +39,7 @@ def _run(args, env=None, timeout=180):
     return res.stdout
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_replicas_trains_like_one_device(tmp_path):
     runs = json.loads(_run(["-c", TWO_REPLICAS, str(tmp_path)]).strip().splitlines()[-1])
     mirrored, single = runs["mirrored"], runs["single"]
@@ -53,6 +54,7 @@ def test_mirrored_strategy_on_two_replicas_trains_like_one_device(tmp_path):
         assert (tmp_path / "mirrored" / name).exists(), name
 
 
+@pytest.mark.slow
 def test_tf_config_of_one_worker_trains_under_multi_worker_strategy(tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))

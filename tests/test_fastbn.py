@@ -63,6 +63,7 @@ def test_fused_kernel_is_what_runs_and_other_shapes_fall_back():
     assert "FusedBatchNormV3" not in _op_types(flat, tf.zeros((4, 16)), True)  # 2-D (after a Dense): Keras' path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_export_twin_is_the_plain_float32_model_with_the_trained_weights(policy, fmnist):
     import keras

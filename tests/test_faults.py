@@ -189,6 +189,7 @@ def test_train_killed_mid_run_or_before_its_commit_keeps_the_old_folder_and_resu
     assert not resume.exists() and _leftovers(tmp_path, "artifacts") == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_training_after_the_epoch_with_its_state_kept_and_one_line(tmp_path):
     out = tmp_path / "artifacts"
     args = [*CLI, "train", "--arch", "tiny", "--limit", "600", "--test-limit", "100", "--epochs", "50", "--out", str(out)]

@@ -148,12 +148,10 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(clf):
     with live_server(create_app(clf), max_connections=8, header_timeout_s=30) as base:
         port = _port(base)
         held = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(8)]
-        time.sleep(0.2)
-        status = _get(base, "/v2/health/live")
+        status = _poll(lambda: _get(base, "/v2/health/live"), 503)  # once the server has taken the 8 connections
         for s in held:
             s.close()
-        time.sleep(0.2)
-        after = _get(base, "/v2/health/live")
+        after = _poll(lambda: _get(base, "/v2/health/live"), 200)  # once it has seen them close
     assert status == 503 and after == 200
 
 
@@ -185,3 +183,12 @@ def test_a_short_soak_of_good_and_hostile_requests_gets_every_expected_answer(co
     assert 0 < r["last_version_served_after_s"] < 60
     statuses = {s for kinds in r["by_kind"].values() for s in kinds}
     assert statuses == {"200", "400", "404", "413", "415", "422"}, r["by_kind"]
+
+
+def _poll(call, want, timeout_s: float = 30.0):
+    """`call()` again until it returns `want` or `timeout_s` passes (a deadline, never a fixed sleep); its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while (got := call()) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+

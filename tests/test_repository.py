@@ -83,14 +83,14 @@ def test_the_repository_serves_the_newest_verified_version_and_refuses_a_tampere
     publish(converted, repo)
     _tampered_version(repo, "2", "3")
     models.poll()
-    assert models.get()[0] == "2" and models.versions() == ["1", "2"]
+    assert models.get()[0] == "2" and models.served_versions() == ["1", "2"]
     assert any("refused version 3" in s and "sha256" in s for s in said)
     said.clear()
     models.poll()  # a refused folder that did not change is not tried again
     assert said == []
     publish(converted, repo)  # 4: version 1 is released, 2 and 4 stay loaded
     models.poll()
-    assert models.get()[0] == "4" and models.versions() == ["2", "4"]
+    assert models.get()[0] == "4" and models.served_versions() == ["2", "4"]
     with pytest.raises(UnknownVersion):
         models.get("1")
     with pytest.raises(errors.ModelFileError, match="not a model repository"):
@@ -104,7 +104,8 @@ def test_the_repository_serves_the_newest_verified_version_and_refuses_a_tampere
 def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
     repo = tmp_path / "repo"
     publish(converted, repo)
-    models = Repository(repo, _load, log=lambda s: None, poll_s=0.2)
+    said: list[str] = []
+    models = Repository(repo, _load, log=said.append, poll_s=0.2)
     x = to_model_input(fmnist.x_test[:1])
     body = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28, 1],
                                    "data": x.ravel().tolist()}]}).encode()
@@ -124,13 +125,13 @@ def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
         threads = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        _wait_for(lambda: len(seen) >= 10, "answers from version 1")
         publish(converted, repo)
-        deadline = time.monotonic() + 30
-        while "2" not in seen[-20:] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_for(lambda: "2" in seen[-20:], "answers from version 2")
         _tampered_version(repo, "2", "3")
-        time.sleep(1.0)
+        _wait_for(lambda: any("refused version 3" in line for line in said), "the tampered version 3 refused")
+        answered = len(seen)
+        _wait_for(lambda: len(seen) >= answered + 10, "answers after the refusal")
         stop.set()
         for t in threads:
             t.join(30)
@@ -160,3 +161,11 @@ def test_load_on_a_served_repository_with_reloads_fails_nothing(converted):
     for r in res["rows"]:
         assert r["failed"] == 0 and r["requests"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0, r
     assert res["published"] == 5 and int(res["serving_at_end"]) >= 2
+
+
+def _wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s` (a deadline, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(0.05)

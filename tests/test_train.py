@@ -56,6 +56,7 @@ def test_keras_h5_and_savedmodel_give_the_same_predictions(tiny_artifacts, fmnis
     assert np.array_equal(sm.argmax(1), ref.argmax(1))
 
 
+@pytest.mark.slow
 def test_cli_train_then_evaluate(tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
