@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
+from . import bounds
 from .benchmarks.backends import DEFAULT_BACKENDS as BENCH_BACKENDS
-from .contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FORMATS, IR_PRECISIONS, POLARITIES
+from .benchmarks.bench import BenchConfig
+from .contract import FORMATS, IR_PRECISIONS, POLARITIES
 from .contract import PRECISIONS as OV_PRECISIONS
+from .convert.pipeline import ConvertConfig
 from .errors import FmnistEdgeError, first_line
 from .serve.app import MAX_QUEUE
 from .serve.server import MAX_CONNECTIONS
+from .studies.compare import CompareConfig
 from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES, TrainConfig
 from .train.config import PRECISIONS as TRAIN_PRECISIONS
-from .train.models import DEFAULT_ARCH
 
 
 class Group(click.Group):
@@ -44,37 +49,133 @@ def _echo_err(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _deprecated(what: str, advice: str) -> None:
+    """The one stderr line an old spelling prints (it still works)."""
+    _echo_err(f"fmnist-edge: {what} is deprecated; {advice}")
+
+
+class _Renamed(click.Option):
+    """A renamed option's old spelling: hidden, with a value slot of its own until `Command` hands it to the new one."""
+
+    def __init__(self, decls, *, new: str, dest: str, **kw):
+        super().__init__(decls, hidden=True, **kw)
+        self.new, self.dest = new, dest
+
+
+class Command(click.Command):
+    """A subcommand whose renamed options still answer to their old spelling, with one deprecation line on stderr."""
+
+    def parse_args(self, ctx, args):
+        rest = super().parse_args(ctx, args)
+        for old in [p for p in self.params if isinstance(p, _Renamed)]:
+            value = ctx.params.pop(old.name, None)
+            if ctx.get_parameter_source(old.name) is not ParameterSource.COMMANDLINE:
+                continue
+            if ctx.get_parameter_source(old.dest) is ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{old.opts[0]} is the old spelling of {old.new}; give {old.new} only", ctx)
+            _deprecated(f"{old.opts[0]} of {self.name}", f"use {old.new}")
+            ctx.params[old.dest] = value
+            ctx.set_parameter_source(old.dest, ParameterSource.COMMANDLINE)
+        return rest
+
+
+Group.command_class = Command
+
+
+def _renamed(old: str, new: str, dest: str, **kw):
+    """`old`, what option `new` (value `dest`) was called before: hidden, and it still works."""
+    return click.option(old, f"{dest}__old", cls=_Renamed, new=new, dest=dest, default=None, **kw)
+
+
+class _ZeroIsUnset(click.IntRange):
+    """An IntRange whose old value 0 still means "leave it out", with one deprecation line (bench's `--threads 0`)."""
+
+    def convert(self, value, param, ctx):
+        if str(value).strip() == "0":
+            _deprecated(f"{param.opts[0]} 0 of {ctx.info_name}", f"leave {param.opts[0]} out (it means the same)")
+            return None
+        return super().convert(value, param, ctx)
+
+
+def _field(config, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(config) if f.name == name)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _number_type(field: dataclasses.Field, ranged: bool = True, kind=None):
+    """The click type of a numeric field: IntRange/FloatRange with the field's declared range, else int/float."""
+    rng = bounds.range_of(field) if ranged else None
+    integer = bounds.is_integer(field)
+    if rng is None:
+        return int if integer else float
+    kind = kind or (click.IntRange if integer else click.FloatRange)
+    return kind(min=rng.lo, max=rng.hi, min_open=rng.lo_open, max_open=rng.hi_open)
+
+
+def _from(config, name: str, *decls: str, help: str, merged: str | None = None, **kw):
+    """A click option whose default (shown in its help) and range are `config`'s field `name`: the dataclass is the
+    one place they are written. Without `type`, a numeric field gets its range as IntRange/FloatRange; a tuple default
+    becomes 'a,b' (for a callback that splits it) and, with `type=str`, any default its text.
+    `merged`: the value is merged into the config later (train: with the arch's recipe, then checked as one
+    TrainConfig), so the option defaults to None (not given); its help shows `merged` with "{}" standing for the
+    dataclass default, and the range the config checks."""
+    field = _field(config, name)
+    decls = decls or (f"--{name.replace('_', '-')}",)
+    if merged is not None:
+        rng = bounds.range_of(field)
+        help += f"  [default: {merged.format(_show(field.default))}" + (f"; {rng}]" if rng else "]")
+        kw.setdefault("type", _number_type(field, ranged=False))
+        return click.option(*decls, name, default=None, help=help, **kw)
+    default = field.default
+    if "type" not in kw and "callback" not in kw and not isinstance(default, (bool, tuple, str)):
+        kw["type"] = _number_type(field)
+    elif bounds.range_of(field) and not isinstance(kw.get("type"), (click.IntRange, click.FloatRange)):
+        help += f"  [{bounds.range_of(field)}]"  # the config checks it (convert's --check: a number or 'all')
+    if isinstance(default, tuple) or (kw.get("type") is str and default is not None):
+        default = _show(default)
+    return click.option(*decls, name, default=default, show_default=default is not None, help=help, **kw)
+
+
 @click.group(cls=Group)
 @click.version_option(package_name="fmnist-edge")
 def cli():
     """Fashion-MNIST classifiers from Keras training to an OpenVINO edge runtime."""
 
 
+RECIPE = "{} or the arch's recipe's"
+
+
 @cli.command()
-@click.option("--arch", default=None, help=f"Architecture from `fmnist-edge models` [default: {DEFAULT_ARCH}].")
-@click.option("--epochs", type=int, default=None, help="Epochs at most (the arch's recipe sets the default).")
-@click.option("--time-budget", "time_budget_min", type=float, default=None, metavar="MINUTES",
-              help=f"End the training loop within MINUTES, running the epochs that fit with the learning-rate schedule "
-                   f"fitted to them [default: {TrainConfig.time_budget_min:g} for our models, none for the source reports' "
-                   f"networks]; 0 = no limit.")
-@click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
-@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_DEFAULTS)), default=None,
-              help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")
-@click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
-@click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay.")
-@click.option("--limit", type=int, default=None, help="Train on a stratified subset of N training images.")
-@click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
-@click.option("--val-fraction", type=float, default=None, help="Validation share of the training set [default: 0.1].")
+@_from(TrainConfig, "arch", help="Architecture from `fmnist-edge models`.", merged="{}", type=str)
+@_from(TrainConfig, "epochs", help="Epochs at most.", merged=RECIPE)
+@_from(TrainConfig, "time_budget_min", "--time-budget", metavar="MINUTES",
+       help="End the training loop within MINUTES, running the epochs that fit with the learning-rate schedule fitted "
+            "to them.", merged="{} for our models, none for the source reports' networks")
+@_from(TrainConfig, "batch_size", help="Mini-batch size.", merged=RECIPE)
+@_from(TrainConfig, "optimizer", type=click.Choice(list(OPTIMIZER_DEFAULTS)), merged=RECIPE,
+       help="Optimizer; picking another than the recipe's brings its own learning rate and weight decay.")
+@_from(TrainConfig, "learning_rate", "--lr", help="Peak learning rate.", merged="{} or the optimizer's or recipe's")
+@_from(TrainConfig, "weight_decay", help="Decoupled weight decay.", merged="{} or the optimizer's or recipe's")
+@_from(TrainConfig, "limit", help="Train on a stratified subset of N training images.", merged="all")
+@_from(TrainConfig, "test_limit", help="Evaluate on the first N test images only.", merged="all")
+@_from(TrainConfig, "val_fraction", help="Validation share of the training set.", merged=RECIPE)
 @click.option("--no-augment", is_flag=True, help="Turn data augmentation off.")
 @click.option("--quick", is_flag=True, help=f"Short budget ({RECIPES['quick']['epochs']} epochs), what the demo uses.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
-@click.option("--out", type=click.Path(), default="artifacts", show_default=True, help="Artifact folder to write.")
-@click.option("--seed", type=int, default=None, help="Seed for the split and initialisation [default: 0].")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help="Train on the GPU(s) (several: MirroredStrategy) or the CPU; auto: GPUs when TensorFlow sees any.")
-@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=None,
-              help="Compute precision (weights stay float32) [default: auto: bfloat16 on CPUs with AMX/AVX512-BF16, "
-                   "else float32]; float16 needs a GPU.")
+@_from(TrainConfig, "out", type=click.Path(), help="Artifact folder to write.")
+@_from(TrainConfig, "seed", help="Seed for the split and initialisation.")
+@_from(TrainConfig, "device", "--accelerator", type=click.Choice(DEVICES),
+       help="Train on the GPU(s) (several: MirroredStrategy) or the CPU; auto: GPUs when TensorFlow sees any.")
+@_renamed("--device", "--accelerator", "device", type=click.Choice(DEVICES))
+@_from(TrainConfig, "precision", "--compute-dtype", type=click.Choice(TRAIN_PRECISIONS),
+       help="Compute dtype (weights stay float32); auto: bfloat16 on CPUs with AMX/AVX512-BF16, else float32; "
+            "float16 needs a GPU.")
+@_renamed("--precision", "--compute-dtype", "precision", type=click.Choice(TRAIN_PRECISIONS))
 @click.option("--resume", is_flag=True, help="Go on from the last whole epoch of an interrupted run into --out.")
 def train(arch, no_augment, quick, resume, **opts):
     """Train a CNN on Fashion-MNIST and save .keras, .h5, SavedModel and reports."""
@@ -129,16 +230,14 @@ def _names(known):
 @cli.command()
 @click.argument("model", type=click.Path(), default="artifacts")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: the model's artifact folder].")
-@click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=_names(FORMATS),
-              help="Comma-separated formats: openvino, onnx, tflite (LiteRT).")
-@click.option("--precision", "precisions", default=",".join(DEFAULT_PRECISIONS), show_default=True,
-              callback=_names(OV_PRECISIONS), help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
-@click.option("--opset", type=int, default=None, help="ONNX opset [default: 17].")
-@click.option("--calib-size", type=click.IntRange(min=1), default=300, show_default=True,
-              help="INT8 calibration images from the training split.")
-@click.option("--check", default="1000", show_default=True, help="Test images each artifact is checked on, or 'all'.")
-@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True,
-              help="Largest INT8 accuracy drop allowed (absolute).")
+@_from(ConvertConfig, "formats", "--format", callback=_names(FORMATS),
+       help="Comma-separated formats: openvino, onnx, tflite (LiteRT).")
+@_from(ConvertConfig, "precisions", "--precision", callback=_names(OV_PRECISIONS),
+       help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
+@_from(ConvertConfig, "opset", type=int, help="ONNX opset.")  # its range is onnx_export.OPSETS, checked by ConvertConfig
+@_from(ConvertConfig, "calib_size", help="INT8 calibration images from the training split.")
+@_from(ConvertConfig, "check", type=str, help="Test images each artifact is checked on.")
+@_from(ConvertConfig, "max_drop", help="Largest INT8 accuracy drop allowed (absolute).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert(model, out, formats, precisions, opset, calib_size, check, max_drop, data_dir, as_json):
@@ -166,33 +265,38 @@ def _int_list(ctx, param, value):
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(), default="artifacts")
-@click.option("--backends", default=",".join(BENCH_BACKENDS), show_default=True, callback=_names(BENCH_BACKENDS),
-              help="Comma-separated backends to measure.")
-@click.option("--precision", "precisions", default=",".join(OV_PRECISIONS), show_default=True,
-              callback=_names(OV_PRECISIONS), help="OpenVINO precisions to measure.")
-@click.option("--batch-sizes", default="1,64", show_default=True, callback=_int_list, help="Throughput batch sizes.")
-@click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True, help="Untimed calls first.")
-@click.option("--iters", type=click.IntRange(min=10), default=1000, show_default=True, help="Timed batch-1 calls.")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds per measurement instead of --iters.")
-@click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend [default: all usable cores].")
-@click.option("--quick", is_flag=True, help="1,000 test images for accuracy and a tenth of the iterations.")
+@click.argument("folder", type=click.Path(), default=_field(BenchConfig, "folder").default)
+@_from(BenchConfig, "backends", callback=_names(BENCH_BACKENDS), help="Comma-separated backends to measure.")
+@_from(BenchConfig, "precisions", "--precision", callback=_names(OV_PRECISIONS), help="OpenVINO precisions to measure.")
+@_from(BenchConfig, "batch_sizes", callback=_int_list, help="Throughput batch sizes.")
+@_from(BenchConfig, "warmup", help="Untimed calls first.")
+@_from(BenchConfig, "iters", help="Timed batch-1 calls.")
+@_from(BenchConfig, "duration", help="Seconds per measurement instead of --iters.")
+@_from(BenchConfig, "threads", type=_number_type(_field(BenchConfig, "threads"), kind=_ZeroIsUnset),
+       help="CPU inference threads of every backend alike [default: unset: every usable core].")
+@_from(BenchConfig, "quick", is_flag=True, help="1,000 test images for accuracy and a tenth of the iterations.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurements.")
 @click.option("--no-photos", is_flag=True, help="Skip the photo path (camera-like JPEG -> label per frame size).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Result folder [default: FOLDER/bench].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="JSON results [default: OUT/bench.json].")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="CSV results [default: OUT/bench.csv].")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="PNG charts [default: OUT/bench.png].")
-@click.option("--min-acc", type=click.FloatRange(0, 1), default=None, help="Fail if any backend's accuracy is below this.")
-@click.option("--soak", type=click.IntRange(min=0), default=0, help="Also run N predictions from several threads and report memory.")
-@click.option("--soak-threads", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json-out", "json_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="JSON results [default: OUT/bench.json].")
+@_renamed("--json", "--json-out", "json_path", type=click.Path(dir_okay=False))
+@click.option("--csv-out", "csv_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="CSV results [default: OUT/bench.csv].")
+@_renamed("--csv", "--csv-out", "csv_path", type=click.Path(dir_okay=False))
+@click.option("--plot-out", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="PNG charts [default: OUT/bench.png].")
+@_renamed("--plot", "--plot-out", "plot_path", type=click.Path(dir_okay=False))
+@_from(BenchConfig, "min_acc", help="Fail if any backend's accuracy is below this.")
+@_from(BenchConfig, "soak", help="Also run N predictions from several threads and report memory.")
+@_from(BenchConfig, "soak_threads", help="Threads of the soak.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos, **opts):
     """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
     from .benchmarks import bench as B
     from .benchmarks import output as report
 
-    cfg = B.BenchConfig(folder=folder, cold_start=not no_cold_start, photos=not no_photos, **opts)
+    cfg = BenchConfig(folder=folder, cold_start=not no_cold_start, photos=not no_photos, **opts)
     out = Path(out or Path(folder) / "bench")
     stages = B.stages(cfg)
     with click.progressbar(stages, label="benchmarking", file=sys.stderr, show_eta=False, item_show_func=str) as bar:
@@ -260,7 +364,8 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")
 @click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=10.0, show_default=True, help="Largest accepted upload.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads [default: OpenVINO's choice].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU inference threads [default: unset: OpenVINO's choice].")
 @click.option("--repository", type=click.Path(file_okay=False), default=None,
               help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/) instead of --model: "
                    "the newest version that verifies, and each new version as it appears.")
@@ -295,18 +400,16 @@ def publish(artifacts, repository, precision):
 @cli.command()
 @click.option("--arch", "archs", default=None, callback=lambda ctx, p, v: tuple(a.strip() for a in v.split(",") if a.strip()) if v else (),
               help="Comma-separated architectures [default: every one in `fmnist-edge models` but tiny].")
-@click.option("--time-budget", "time_budget_min", type=click.FloatRange(0, 10_000), default=None, metavar="MINUTES",
-              help="Training budget per model (0: none) [default: each recipe's].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs at most per model [default: each recipe's].")
-@click.option("--limit", type=click.IntRange(min=100), default=None, help="Train each on a stratified subset of N images.")
-@click.option("--out", type=click.Path(file_okay=False), default="compare", show_default=True,
-              help="Folder: one artifact folder per architecture, and compare.json/.csv/.png.")
+@_from(CompareConfig, "time_budget_min", "--time-budget", metavar="MINUTES",
+       help="Training budget per model (0: none) [default: each recipe's].")
+@_from(CompareConfig, "epochs", help="Epochs at most per model [default: each recipe's].")
+@_from(CompareConfig, "limit", help="Train each on a stratified subset of N images [default: all].")
+@_from(CompareConfig, "out", type=click.Path(file_okay=False),
+       help="Folder: one artifact folder per architecture, and compare.json/.csv/.png.")
 @click.option("--resume", is_flag=True, help="Skip the stages whose outputs are already in --out; go on with an interrupted training.")
 @click.option("--rebench", is_flag=True, help="As --resume, but benchmark every network again (on this CPU, in one run).")
-@click.option("--bench-seconds", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
-              help="How long each latency is measured.")
-@click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
-              help="Benchmark every network this many times, interleaved, and keep each figure's median.")
+@_from(CompareConfig, "bench_seconds", help="How long each latency is measured.")
+@_from(CompareConfig, "rounds", help="Benchmark every network this many times, interleaved, and keep each figure's median.")
 @click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def compare(sweep, **opts):
@@ -327,7 +430,7 @@ def compare(sweep, **opts):
         click.echo(C.sweep_table(result))
         click.echo(f"results: {', '.join(str(p) for p in C.save_sweep(result, out))}")
         return
-    result = C.run(C.CompareConfig(**opts), log=click.echo)
+    result = C.run(CompareConfig(**opts), log=click.echo)
     click.echo(C.table(result))
     click.echo(f"results: {', '.join(str(p) for p in C.save(result, Path(opts['out'])))}")
 

@@ -86,8 +86,8 @@ def test_models_command_lists_registry_as_json():
         (["--epochs", "-3"], "epochs must be >= 1"),
         (["--batch-size", "0"], "batch size"),
         (["--time-budget", "-1"], "time budget must be in 0..10000 minutes (0 = none)"),
-        (["--device", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'gpu'"),
-        (["--precision", "float16"], "--precision float16 needs a GPU"),
+        (["--accelerator", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'gpu'"),
+        (["--compute-dtype", "float16"], "--compute-dtype float16 needs a GPU"),
         (["--data-dir", "/nonexistent/fm"], "does not exist; install the Debian package"),
     ],
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import contract, data
+from .. import bounds, contract, data
+from ..bounds import bounded
 from ..errors import ConfigError, FmnistEdgeError
 from ..host import StealMeter, steal_seconds, usable_cores
 from .backends import BACKENDS, DEFAULT_BACKENDS, Backend, make_backends
@@ -25,17 +26,17 @@ class BenchConfig:
     backends: tuple = DEFAULT_BACKENDS
     precisions: tuple = contract.PRECISIONS
     batch_sizes: tuple = (1, 64)
-    warmup: int = 50
-    iters: int = 1000
-    duration: float | None = None  # seconds per latency measurement instead of `iters`
-    threads: int = 0  # 0 = every usable core
+    warmup: int = bounded(50, 0)  # untimed calls first
+    iters: int = bounded(1000, 10)  # timed batch-1 calls
+    duration: float | None = bounded(None, 0.1, unit="seconds")  # per latency measurement instead of `iters`
+    threads: int | None = bounded(None, 1, note="unset: every usable core")  # for every backend alike
     quick: bool = False  # accuracy on 1,000 test images and fewer iterations
     cold_start: bool = True
     data_dir: str | None = None
-    min_acc: float | None = None  # `failures` names each backend whose accuracy is below this
+    min_acc: float | None = bounded(None, 0, 1)  # `failures` names each backend whose accuracy is below this
     photos: bool = True  # the photo path: JPEG bytes -> label per frame size, agreement per condition
-    soak: int = 0  # then N predictions from `soak_threads` threads on one Classifier, memory sampled
-    soak_threads: int = 4
+    soak: int = bounded(0, 0)  # then N predictions from `soak_threads` threads on one Classifier, memory sampled
+    soak_threads: int = bounded(4, 1)
 
     def __post_init__(self) -> None:
         known = set(BACKENDS)
@@ -47,22 +48,13 @@ class BenchConfig:
             raise ConfigError(f"unknown precision(s) {', '.join(badp)}; known: fp32, bf16, fp16, int8")
         if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):
             raise ConfigError(f"batch sizes must be in 1..4096, got {self.batch_sizes}")
-        if self.warmup < 0 or self.iters < 10:
-            raise ConfigError("need --warmup >= 0 and --iters >= 10")
-        if self.duration is not None and self.duration <= 0:
-            raise ConfigError("--duration must be > 0 seconds")
-        if self.min_acc is not None and not 0 <= self.min_acc <= 1:
-            raise ConfigError("--min-acc is a fraction in [0, 1], e.g. 0.9")
-        if self.threads < 0:
-            raise ConfigError("--threads must be >= 1 (0 = all usable cores)")
-        if self.soak < 0 or self.soak_threads < 1:
-            raise ConfigError("--soak must be >= 0 predictions and --soak-threads >= 1")
+        bounds.check(self, options=True)  # the ranges declared with the fields above
         if not (Path(self.folder) / "saved_model").is_dir() and not (Path(self.folder) / "openvino").is_dir():
             raise ConfigError(f"{self.folder} holds no trained or converted model; run `fmnist-edge train` and `fmnist-edge convert` first")
 
     @property
     def n_threads(self) -> int:
-        """The threads every backend gets: `threads`, or every usable core when 0."""
+        """The threads every backend gets: `threads`, or every usable core when unset."""
         return self.threads or usable_cores()
 
 

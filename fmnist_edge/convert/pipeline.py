@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data
+from .. import bounds, data
 from ..atomic import atomic_dir, write_json
+from ..bounds import bounded
 from ..contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FIRST_VERSION, FORMATS, MODEL_NAME, PRECISIONS
 from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError, first_line
-from ..runtime.preprocess import to_model_input
 from . import check as checks
 from . import manifest as mf
 from .onnx_export import DEFAULT_OPSET, OPSETS
@@ -22,6 +22,13 @@ from .source import locate
 
 OWNED = (mf.FILENAME, "openvino", "onnx", "tflite", "serving")  # what convert writes in --out and replaces on a re-run
 TEST_SIZE = 10_000
+
+
+def to_model_input(x):
+    """The runtime's preprocessing, imported when a conversion runs: the CLI reads ConvertConfig without OpenVINO."""
+    from ..runtime.preprocess import to_model_input as prepare
+
+    return prepare(x)
 
 
 def parse_list(value, known: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -40,9 +47,9 @@ class ConvertConfig:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS  # OpenVINO's; bf16 is the fp32 IR computed in bf16
     opset: int = DEFAULT_OPSET  # ONNX
-    calib_size: int = 300  # INT8 calibration images from the training split
-    check: int = 1000  # test images each artifact is checked on
-    max_drop: float = 0.01  # largest INT8 accuracy drop allowed (absolute)
+    calib_size: int = bounded(300, 1, 50_000, unit="images")  # INT8 calibration images from the training split
+    check: int = bounded(1000, 1, unit="test images", note="or 'all'")  # test images each artifact is checked on
+    max_drop: float = bounded(0.01, 0, 1, note="an absolute accuracy drop")  # largest INT8 accuracy drop allowed
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -51,17 +58,12 @@ class ConvertConfig:
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset {self.opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1} "
                               f"(default {DEFAULT_OPSET})")
-        if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or not 1 <= self.calib_size <= 50_000:
-            raise ConfigError(f"--calib-size must be in 1..50000 images, got {self.calib_size}")
-        if not isinstance(self.check, int) or self.check < 1:
-            raise ConfigError(f"--check must be at least 1 test image (or 'all'), got {self.check}")
-        if not 0.0 <= self.max_drop <= 1.0:
-            raise ConfigError(f"--max-drop is an absolute accuracy drop in [0, 1], got {self.max_drop}")
+        bounds.check(self, options=True)  # calib_size, check, max_drop: the ranges declared with them above
 
     @classmethod
-    def from_options(cls, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=300, check=1000,
-                     max_drop=0.01, data_dir=None) -> ConvertConfig:
-        """As the command line gives them: comma lists ('openvino,onnx'), `check` a number or 'all', opset None."""
+    def from_options(cls, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=None, check=None,
+                     max_drop=None, data_dir=None) -> ConvertConfig:
+        """As the command line gives them: comma lists ('openvino,onnx'), `check` a number or 'all'; None: the default."""
         if isinstance(check, str):
             word = check.strip().lower()
             if word == "all":
@@ -71,14 +73,15 @@ class ConvertConfig:
                     check = int(word)
                 except ValueError:
                     raise ConfigError(f"--check must be a number of test images or 'all', got {check!r}") from None
+        given = {"opset": opset, "calib_size": calib_size, "check": check, "max_drop": max_drop}
         return cls(parse_list(formats, FORMATS, "formats"), parse_list(precisions, PRECISIONS, "precisions"),
-                   DEFAULT_OPSET if opset is None else opset, calib_size, check, max_drop, data_dir)
+                   data_dir=data_dir, **{k: v for k, v in given.items() if v is not None})
 
 
-def convert(model, out=None, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=300,
-            check=1000, max_drop=0.01, data_dir=None, log=print) -> dict:
+def convert(model, out=None, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=None,
+            check=None, max_drop=None, data_dir=None, log=print) -> dict:
     """Convert `model` (artifact folder, SavedModel folder, .keras/.h5 file) to OpenVINO IR and ONNX under `out`,
-    check each artifact against TensorFlow, write manifest.json and return it.
+    check each artifact against TensorFlow, write manifest.json and return it. An option left None: ConvertConfig's.
 
     Raises ConversionError (with the manifest as `.manifest`, after writing) when an artifact failed its check."""
     cfg = ConvertConfig.from_options(formats, precisions, opset, calib_size, check, max_drop, data_dir)

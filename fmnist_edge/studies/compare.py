@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import bounds
 from ..atomic import write_json, write_text
+from ..bounds import bounded
 from ..errors import ConfigError
 
 STAGES = ("train", "convert", "bench")
@@ -34,28 +36,23 @@ class CompareConfig:
 
     archs: tuple = ()  # () = every registered architecture meant for comparing (not `tiny`, not a study's variants)
     out: str = "compare"
-    time_budget_min: float | None = None  # per model; None = its recipe's
-    epochs: int | None = None  # at most; None = its recipe's
+    # per model; None = its recipe's
+    time_budget_min: float | None = bounded(None, 0, 10_000, unit="minutes", note="0 = none", label="--time-budget")
+    epochs: int | None = bounded(None, 1)  # at most; None = its recipe's
     resume: bool = False
     rebench: bool = False  # resume, but run every bench again
-    limit: int | None = None  # training images (smoke runs, tests)
-    test_limit: int | None = None
+    limit: int | None = bounded(None, 100, unit="images")  # training images (smoke runs, tests)
+    test_limit: int | None = bounded(None, 10)
     check: str = "all"  # test images each converted artifact is checked on
-    bench_seconds: float = 2.0  # each latency is measured for this long: a batch-1 call is ~0.1 ms, 100 calls say little
-    rounds: int = 1  # benches of every network, interleaved; each measured column is the median over them
+    # each latency is measured for this long: a batch-1 call is ~0.1 ms, 100 calls say little
+    bench_seconds: float = bounded(2.0, 0.1, 600, unit="seconds")
+    rounds: int = bounded(1, 1, 100)  # benches of every network, interleaved; each measured column is the median over them
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.architectures)) != len(self.architectures):
             raise ConfigError(f"--arch names an architecture twice: {', '.join(self.archs)}")
-        if self.time_budget_min is not None and not 0 <= self.time_budget_min <= 10_000:
-            raise ConfigError(f"--time-budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
-        if not 1 <= self.rounds <= 100:
-            raise ConfigError(f"--rounds must be in 1..100, got {self.rounds}")
-        if not 0.1 <= self.bench_seconds <= 600:
-            raise ConfigError(f"--bench-seconds must be in 0.1..600, got {self.bench_seconds}")
+        bounds.check(self, options=True)  # the ranges declared with the fields above
 
     def keeps(self, stage: str) -> bool:
         """Whether a finished `stage` already in a network's folder is kept rather than run again."""

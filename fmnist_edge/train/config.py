@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .. import bounds
+from ..bounds import bounded
 from ..errors import ConfigError
 from .models import DEFAULT_ARCH, MLP_ACTIVATIONS, get_entry
 
@@ -24,42 +26,37 @@ class TrainConfig:
     """One training run; checked once, when it is made (a bad value is a ConfigError before any work starts)."""
 
     arch: str = DEFAULT_ARCH
-    epochs: int = 40  # at most: the time budget ends the run sooner on a CPU too slow for all of them
-    time_budget_min: float = 30.0  # the training loop ends within this many minutes, its LR schedule fitted to it; 0 = none
-    batch_size: int = 128
+    # at most: the time budget ends the run sooner on a CPU too slow for all of them
+    epochs: int = bounded(40, 1)
+    # the training loop ends within this many minutes, its LR schedule fitted to it; 0 = none
+    time_budget_min: float = bounded(30.0, 0, 10_000, unit="minutes", note="0 = none", label="time budget")
+    batch_size: int = bounded(128, 1, 65536)
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9) | adam
-    learning_rate: float = OPTIMIZER_DEFAULTS["adamw"]["learning_rate"]  # peak of warm-up + cosine; constant (adam)
-    weight_decay: float = OPTIMIZER_DEFAULTS["adamw"]["weight_decay"]  # decoupled (adamw, sgd)
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
+    # peak of warm-up + cosine; constant (adam)
+    learning_rate: float = bounded(OPTIMIZER_DEFAULTS["adamw"]["learning_rate"], 0, 10, lo_open=True, hi_open=True)
+    # decoupled (adamw, sgd)
+    weight_decay: float = bounded(OPTIMIZER_DEFAULTS["adamw"]["weight_decay"], 0, 1, hi_open=True)
+    warmup_epochs: float = bounded(1.0, 0)
+    label_smoothing: float = bounded(0.1, 0, 1, hi_open=True)
     augment: bool = True  # random shifts (2 px), horizontal flips, random erasing
-    erase_prob: float = 0.5  # random-erasing probability when augmenting
-    val_fraction: float = 0.1
-    patience: int = 12  # early stopping on validation loss, best weights restored
-    limit: int | None = None  # train on a stratified subset of this many images (tests, smoke runs)
-    test_limit: int | None = None  # evaluate on the first N test images (tests); None = all 10,000
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # compute dtype; weights stay float32. auto: bfloat16 on CPUs with AMX/AVX512-BF16, else float32
+    erase_prob: float = bounded(0.5, 0, 1, label="erase probability")  # random-erasing probability when augmenting
+    val_fraction: float = bounded(0.1, 0, 0.5, lo_open=True, hi_open=True, label="validation fraction")
+    patience: int = bounded(12, 1)  # early stopping on validation loss, best weights restored
+    # train on a stratified subset of this many images (tests, smoke runs)
+    limit: int | None = bounded(None, 100, unit="images")
+    test_limit: int | None = bounded(None, 10)  # evaluate on the first N test images (tests); None = all 10,000
+    seed: int = bounded(0, 0)
+    device: str = "auto"  # where Keras trains (the CLI's --accelerator): auto | cpu | gpu
+    # compute dtype (the CLI's --compute-dtype); weights stay float32. auto: bfloat16 on CPUs with AMX/AVX512-BF16, else float32
+    precision: str = "auto"
     data_dir: str | None = None
     out: str = "artifacts"
 
     def __post_init__(self) -> None:
         get_entry(self.arch)  # raises UnknownModelError with the known names
+        bounds.check(self)  # every field's range, declared with it above
         checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (1 <= self.batch_size <= 65536, f"batch size must be in 1..65536, got {self.batch_size}"),
             (self.optimizer in OPTIMIZER_DEFAULTS, f"optimizer must be adamw, sgd or adam, got {self.optimizer!r}"),
-            (0 < self.learning_rate < 10, f"learning rate must be in (0, 10), got {self.learning_rate}"),
-            (0 <= self.weight_decay < 1, f"weight decay must be in [0, 1), got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.erase_prob <= 1, f"erase probability must be in [0, 1], got {self.erase_prob}"),
-            (0 < self.val_fraction < 0.5, f"validation fraction must be in (0, 0.5), got {self.val_fraction}"),
-            (0 <= self.time_budget_min <= 10_000, f"time budget must be in 0..10000 minutes (0 = none), got {self.time_budget_min}"),
-            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
-            (self.limit is None or self.limit >= 100, f"limit must be >= 100 images, got {self.limit}"),
-            (self.test_limit is None or self.test_limit >= 10, f"test limit must be >= 10, got {self.test_limit}"),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]

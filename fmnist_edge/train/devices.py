@@ -32,7 +32,8 @@ def select_strategy(device: str, precision: str = "auto"):
     with quiet():  # CUDA's probe logs an error line on a machine without a GPU
         gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
-        raise ConfigError("--device gpu: TensorFlow sees no GPU here; use --device cpu (or auto), or install a CUDA build of TensorFlow")
+        raise ConfigError("--accelerator gpu: TensorFlow sees no GPU here; use --accelerator cpu (or auto), "
+                          "or install a CUDA build of TensorFlow")
     if device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
@@ -88,14 +89,14 @@ def _multi_worker(tf, tf_config: str):
 
 
 def dtype_policy_name(precision: str, gpu: bool) -> str:
-    """--precision -> a Keras dtype policy. Mixed policies keep float32 weights and float32 softmax."""
+    """--compute-dtype -> a Keras dtype policy. Mixed policies keep float32 weights and float32 softmax."""
     if precision == "auto":
         precision = "bfloat16" if not gpu and cpu_has_bf16() else "float32"
     if precision == "float16" and not gpu:
-        raise ConfigError("--precision float16 needs a GPU; on a CPU use bfloat16 (AMX/AVX512-BF16 CPUs) or float32")
+        raise ConfigError("--compute-dtype float16 needs a GPU; on a CPU use bfloat16 (AMX/AVX512-BF16 CPUs) or float32")
     if precision == "bfloat16" and not gpu and not cpu_has_bf16():
-        raise ConfigError("--precision bfloat16: this CPU has no bfloat16 instructions (AMX-BF16 or AVX512-BF16), "
-                          "it would run emulated and slower; use --precision float32")
+        raise ConfigError("--compute-dtype bfloat16: this CPU has no bfloat16 instructions (AMX-BF16 or AVX512-BF16), "
+                          "it would run emulated and slower; use --compute-dtype float32")
     return {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
 
 
