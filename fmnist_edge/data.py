@@ -44,9 +44,24 @@ class FashionMNIST:
     source: str
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> the model input: float32 (N, 28, 28, 1) in [0, 1]."""
-    return (images.astype(np.float32) * np.float32(INPUT_SCALE))[..., None]
+_SCALE = np.float32(INPUT_SCALE)
+
+
+def normalize(images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Dataset-form pixels -> the model input, pixel / 255 as float32 in [0, 1]: the one place it is computed.
+
+    uint8 (..., 28, 28) -> a new float32 (..., 28, 28, 1); with `out` (float32, the pixels' own shape, e.g. an
+    infer request's input buffer) it is written there instead, allocating nothing. Float32 pixels are already
+    pixel / 255 (kept unrounded by `runtime.preprocess.prepare`) and are copied as they are."""
+    if out is None:
+        full = np.empty((*images.shape, 1), np.float32)
+        normalize(images, full[..., 0])
+        return full
+    if images.dtype == np.uint8:
+        np.multiply(images, _SCALE, out=out, casting="unsafe")
+    else:
+        out[...] = images
+    return out
 
 
 # ----------------------------------------------------------------------------- finding

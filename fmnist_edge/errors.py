@@ -95,6 +95,19 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
+def check_int(name: str, value, low: int = 1, high: int | None = None, *, optional: bool = False) -> None:
+    """The one check of an integer option: ConfigError("`name` must be a positive integer, got ...") unless
+    `value` is an int (not a bool) in low..high; `optional` lets None through."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        if high is not None:
+            what = f"an integer from {low} to {high}"
+        else:
+            what = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer of at least {low}")
+        raise ConfigError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+
 def require(module: str, extra_hint: str = INSTALL_TRAIN):
     """Import an optional heavy module or raise MissingDependencyError naming the pip line that fixes it."""
     import importlib

@@ -93,11 +93,9 @@ def test_predict_equals_bare_openvino_and_every_path_agrees(artifacts, clf, imag
 def test_a_throughput_classifier_runs_batches_on_its_streams_and_agrees(artifacts, clf, images):
     x, _ = images
     fast = Classifier.load(artifacts, hint="throughput", threads=2)
-    from fmnist_edge.runtime.classifier import _streams
-
-    assert _streams(fast._batches()) >= 2 and _streams(clf._batches()) == 1
+    assert fast._engine.streams(64) >= 2 and clf._engine.streams(64) == 1
     assert fast.compiled_model.input(0).get_partial_shape().is_static  # one image at a time: a static batch of 1
-    assert fast._batches().input(0).get_partial_shape()[0].is_dynamic
+    assert fast._engine.batches().input(0).get_partial_shape()[0].is_dynamic
     ref = clf.predict_proba(x)
     for batch_size in (64, 37, 1):  # several batches in flight, a short padded last one, single images
         np.testing.assert_allclose(fast.predict_proba(x, batch_size=batch_size), ref, atol=1e-5)
@@ -412,13 +410,13 @@ def _bad_inputs(tmp_path: Path, good: np.ndarray) -> list:
 def test_every_bad_input_is_a_clear_error_and_the_next_call_works(clf, images, tmp_path):
     good = images[0][0]
     want = clf.predict(good)
-    pool = len(clf._free)
+    pool = len(clf._engine.singles)
     for name, value, cls, pattern in _bad_inputs(tmp_path, good):
         with pytest.raises(cls, match=pattern) as info:
             clf.predict(value)
         assert "\n" not in str(info.value), name
         assert clf.predict(good) == want, name  # nothing stayed borrowed or broken
-    assert len(clf._free) == pool
+    assert len(clf._engine.singles) == pool
     with pytest.raises(errors.ConfigError, match="top_k must be an integer from 1 to 10"):
         clf.predict(good, top_k=0)
 

@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
+from fmnist_edge.data import normalize
 from fmnist_edge.errors import (
     FmnistEdgeError,
     ImageSizeError,
     ImageValueError,
     InputImageError,
 )
-from fmnist_edge.runtime.classifier import _write
 from fmnist_edge.runtime.decode import MAX_PIXELS, to_array
 from fmnist_edge.runtime.preprocess import POLARITIES, SIZE, prepare
 
@@ -47,11 +47,8 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False
 
 
 def model_input(image, polarity: str = "auto") -> np.ndarray:
-    """What `Classifier.predict` feeds the model for `image`: `prepare`, then `_write` into float32 (1, 28, 28, 1)."""
-    pixels = prepare(image, polarity)
-    x = np.empty((1, SIZE, SIZE, 1), np.float32)
-    _write(pixels, x[0, :, :, 0])
-    return x
+    """What `Classifier.predict` feeds the model for `image`: `prepare`, then `normalize` -> float32 (1, 28, 28, 1)."""
+    return normalize(prepare(image, polarity)[None])
 
 
 def _valid_pixels(a) -> None:

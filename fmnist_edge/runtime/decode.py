@@ -63,10 +63,9 @@ def to_array(image) -> np.ndarray:
             raise
         except Exception as exc:  # noqa: BLE001 - a lazily opened image decodes here: truncated, corrupt
             raise ImageDecodeError(f"PIL image cannot be decoded ({_reason(exc)}); the file behind it is truncated or corrupt") from None
-    if isinstance(image, (str, os.PathLike)):
-        return read_file(image)
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return read_bytes(bytes(image))
+    encoded = _encoded(image)
+    if encoded is not None:
+        return _decode(io.BytesIO(encoded[0]), encoded[1])
     hint = "; convert it with np.asarray(x, dtype=np.uint8)" if isinstance(image, (list, tuple)) else ""
     raise ImageTypeError(f"cannot read a {type(image).__name__} as an image{hint}; accepted: {ACCEPTED}")
 
@@ -164,9 +163,25 @@ def read_file(path: str | os.PathLike) -> np.ndarray:
 
 def read_bytes(data: bytes) -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, BMP, WebP)."""
+    data, what = _bytes(data)
+    return _decode(io.BytesIO(data), what)
+
+
+def _encoded(image) -> tuple[bytes, str] | None:
+    """The one place inputs are sorted by type: a file path or bytes -> (its encoded bytes, how to name it in an
+    error); None for anything else (arrays, PIL images: `to_array` takes those, and refuses the rest)."""
+    if isinstance(image, (str, os.PathLike)):
+        return _file_bytes(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _bytes(image)
+    return None
+
+
+def _bytes(data: bytes | bytearray | memoryview) -> tuple[bytes, str]:
+    data = bytes(data)
     if not data:
         raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
-    return _decode(io.BytesIO(data), f"{len(data)} bytes")
+    return data, f"{len(data)} bytes"
 
 
 def _file_bytes(path: str | os.PathLike) -> tuple[bytes, str]:
@@ -268,22 +283,17 @@ class Source:
         self._header: Image.Image | None = None
         self.dataset_form: np.ndarray | None = None
         self.what = "image"
-        if isinstance(image, (str, os.PathLike)):
-            data, self.what = _file_bytes(image)
-        elif isinstance(image, (bytes, bytearray, memoryview)):
-            data = bytes(image)
-            if not data:
-                raise ImageDecodeError("empty bytes (0 bytes), not an image; accepted: PNG, JPEG, BMP, WebP")
-            self.what = f"{len(data)} bytes"
-        elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
-                and image.shape[:2] != IMAGE_SHAPE:  # 28x28 gray saved as RGB is still dataset form (below)
-            _check_size(image.shape[1], image.shape[0], "array")  # an RGB frame: straight to gray, in C
-            self._levels[1] = Image.fromarray(np.ascontiguousarray(image), "RGB").convert("L")
-            self.size = self._levels[1].size
+        encoded = _encoded(image)
+        if encoded is None:  # decoded already: an array or a PIL image
+            if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+                    and image.shape[:2] != IMAGE_SHAPE:  # 28x28 gray saved as RGB is still dataset form (below)
+                _check_size(image.shape[1], image.shape[0], "array")  # an RGB frame: straight to gray, in C
+                self._levels[1] = Image.fromarray(np.ascontiguousarray(image), "RGB").convert("L")
+                self.size = self._levels[1].size
+            else:
+                self._set_full(to_array(image))
             return
-        else:
-            self._set_full(to_array(image))
-            return
+        data, self.what = encoded
         im = _open(io.BytesIO(data), self.what)
         if im.format == "JPEG" and im.mode in ("L", "RGB") and len(im.tile) == 1:
             self._jpeg, self._header = data, im  # the parsed header serves the first decode

@@ -26,8 +26,9 @@ them hold for camera frames, which the paper's studio photos never were:
 
 Polarity comes from the border: a frame whose background is dark already has the data set's polarity and
 is inverted first, so the rest works on a light background. Dataset form -- a single-channel 28x28 input --
-passes through unchanged. `to_model_input` is the one place where dataset form becomes the model input, for
-the runtime, the converter's checks and the benchmarks alike.
+passes through unchanged. Dataset form becomes the model input (pixel / 255) in one place, `data.normalize`,
+which the Classifier writes straight into its infer requests; `to_model_input` is its checked front for the
+converter's checks and the benchmarks.
 """
 
 from __future__ import annotations
