@@ -1,15 +1,15 @@
 """Judge a bench.json by the targets `fmnist-edge bench` uses (fmnist_edge.benchmarks.bench.TARGETS); exit 1 when
 any is missed, printing every ratio either way."""
 
-import json
 import sys
 
+from fmnist_edge.artifact import BENCH_JSON, read_bench
 from fmnist_edge.benchmarks.bench import TARGETS, ratios
 
 
 def main(path: str) -> int:
-    result = json.load(open(path))
-    measured = ratios(result["results"], result.get("soak"))  # re-judged: the table may be newer than the file
+    result = read_bench(path)
+    measured = ratios(result.results, result.soak)  # re-judged: the table may be newer than the file
     for name in TARGETS:
         if name in measured:
             r = measured[name]
@@ -18,4 +18,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/bench.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else f"benchmarks/results/{BENCH_JSON}"))

@@ -242,8 +242,8 @@ def _names(known):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert(model, out, formats, precisions, opset, calib_size, check, max_drop, data_dir, as_json):
     """Convert MODEL (artifact folder, SavedModel or .keras/.h5) to OpenVINO IR and ONNX, each checked against TensorFlow."""
+    from .artifact import manifest_table as table
     from .convert import convert as run
-    from .convert.manifest import table
     from .errors import ConversionError
 
     opts = dict(out=out, formats=formats, precisions=precisions, opset=opset, calib_size=calib_size, check=check,
@@ -293,17 +293,19 @@ def _int_list(ctx, param, value):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos, **opts):
     """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
+    from . import artifact
     from .benchmarks import bench as B
     from .benchmarks import output as report
 
     cfg = BenchConfig(folder=folder, cold_start=not no_cold_start, photos=not no_photos, **opts)
-    out = Path(out or Path(folder) / "bench")
+    out = Path(out or artifact.Layout(folder).bench)
     stages = B.stages(cfg)
     with click.progressbar(stages, label="benchmarking", file=sys.stderr, show_eta=False, item_show_func=str) as bar:
         result = B.run(cfg, progress=lambda label: bar.update(max(0, stages.index(label) - bar.pos) if label in stages else 0, label))
         bar.update(len(stages) - bar.pos)
     click.echo(report.text(result))
-    written = report.save(result, json_path or out / "bench.json", csv_path or out / "bench.csv", plot_path or out / "bench.png")
+    written = report.save(result, json_path or out / artifact.BENCH_JSON, csv_path or out / artifact.BENCH_CSV,
+                          plot_path or out / artifact.BENCH_PNG)
     click.echo("results: " + ", ".join(map(str, written)))
     failed = B.failures(result, cfg.min_acc)
     if failed:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fmnist_edge import bounds, data
+from fmnist_edge import artifact, bounds, data
 from fmnist_edge.benchmarks.bench import BenchConfig
 from fmnist_edge.cli import cli
 from fmnist_edge.convert.pipeline import ConvertConfig, parse_list
 from fmnist_edge.errors import ConfigError, ModelFileError
-from fmnist_edge.runtime import manifest, preprocess
+from fmnist_edge.runtime import preprocess
 from fmnist_edge.studies.compare import CompareConfig
 from fmnist_edge.train.config import TrainConfig, make_config
 
@@ -37,7 +37,7 @@ def test_every_choice_the_cli_offers_is_accepted_by_the_library(tmp_path):
     assert _choices("predict", "precision") == _choices("serve", "precision")
     for name in _choices("predict", "precision")[1:]:  # past "auto": the runtime looks for that precision's files
         with pytest.raises(ModelFileError):
-            manifest.locate(tmp_path / "missing", name)
+            artifact.locate(tmp_path / "missing", name)
     garment = np.kron(data.load().x_test[0], np.ones((3, 3), np.uint8))  # 84x84, bright garment on black
     for name in _choices("predict", "polarity"):
         image = 255 - garment if name == "photo" else garment

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import contract
+from ..artifact import Layout
 from ..errors import ConfigError, MissingDependencyError, ModelFileError, require
 from ..quiet import tensorflow
 from .loop import timed_loop
@@ -106,7 +107,7 @@ class TensorFlowBackend(Backend):
 
     def load(self):
         tf = tensorflow()
-        self.model_path = _need(self.folder / "saved_model", "run `fmnist-edge train` first")
+        self.model_path = _need(Layout(self.folder).saved_model, "run `fmnist-edge train` first")
         self._tf = tf
         self._fn = tf.saved_model.load(str(self.model_path)).signatures["serving_default"]
 
@@ -120,7 +121,7 @@ class KerasBackend(Backend):
     def load(self):
         from ..train.modelio import load_keras
 
-        self.model_path = _need(self.folder / "model.keras", "run `fmnist-edge train` first")
+        self.model_path = _need(Layout(self.folder).keras, "run `fmnist-edge train` first")
         self._model = load_keras(self.model_path)
 
     def infer(self, x):
@@ -136,8 +137,7 @@ class OpenVINOBackend(Backend):
 
         self._clf = Classifier.load(self.folder, precision=self.precision, threads=self.threads)
         self._tput = None
-        ir = "fp32" if self.precision == "bf16" else self.precision
-        self.model_path = self.folder / "openvino" / ir / "model.xml"
+        self.model_path = Layout(self.folder).ir_xml(self.precision)
         self.notes.append(f"{self._clf.inference_precision} math on {self._clf.device}")
 
     def native(self, images):
@@ -166,7 +166,7 @@ class OpenVINOBackend(Backend):
 class OnnxRuntimeBackend(Backend):
     def load(self):
         ort = require("onnxruntime")
-        self.model_path = _need(self.folder / "onnx" / "model.onnx", "run `fmnist-edge convert` first")
+        self.model_path = _need(Layout(self.folder).onnx_file, "run `fmnist-edge convert` first")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -183,8 +183,8 @@ class TFLiteBackend(Backend):
 
     def load(self):
         tf = tensorflow()
-        saved = _need(self.folder / "saved_model", "run `fmnist-edge train` first")
-        path = self.folder / "tflite" / "model.tflite"
+        saved = _need(Layout(self.folder).saved_model, "run `fmnist-edge train` first")
+        path = Layout(self.folder).tflite_file
         if not path.exists():
             from ..atomic import write_bytes
 
@@ -217,7 +217,7 @@ class BenchmarkAppBackend(Backend):
     _TPUT = re.compile(r"Throughput:\s+([\d.]+)\s*FPS")
 
     def load(self):
-        self.model_path = _need(self.folder / "openvino" / "fp32" / "model.xml", "run `fmnist-edge convert` first")
+        self.model_path = _need(Layout(self.folder).ir_xml("fp32"), "run `fmnist-edge convert` first")
         self._exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
         if not Path(self._exe).exists():
             raise MissingDependencyError("benchmark_app is not installed (it comes with the openvino wheel); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import bounds, contract, data
+from ..artifact import Layout, find_row
 from ..bounds import bounded
 from ..errors import ConfigError, FmnistEdgeError
 from ..host import StealMeter, steal_seconds, usable_cores
@@ -49,7 +51,7 @@ class BenchConfig:
         if not self.batch_sizes or any(b < 1 or b > 4096 for b in self.batch_sizes):
             raise ConfigError(f"batch sizes must be in 1..4096, got {self.batch_sizes}")
         bounds.check(self, options=True)  # the ranges declared with the fields above
-        if not (Path(self.folder) / "saved_model").is_dir() and not (Path(self.folder) / "openvino").is_dir():
+        if not Layout(self.folder).saved_model.is_dir() and not Layout(self.folder).openvino.is_dir():
             raise ConfigError(f"{self.folder} holds no trained or converted model; run `fmnist-edge train` and `fmnist-edge convert` first")
 
     @property
@@ -124,11 +126,7 @@ def judge(name: str, value: float) -> dict:
 def ratios(rows: list[dict], soak: dict | None = None) -> dict:
     """Each ratio of TARGETS these rows (and the soak) measure, judged against its target."""
 
-    def find(backend, precision="fp32", batch=1, mode="sync"):
-        for r in rows:
-            if (r["backend"], r["precision"], r["batch_size"], r["mode"]) == (backend, precision, batch, mode):
-                return r
-        return None
+    find = functools.partial(find_row, rows)  # (backend, precision="fp32", batch=1, mode="sync") -> the row or None
 
     def best_tput(backend, precision="fp32"):
         cands = [r for r in rows if r["backend"] == backend and r["precision"] == precision and r["throughput_ips"]]
@@ -216,7 +214,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
                     r["notes"] = (r["notes"] + "; " if r["notes"] else "") + f"cold start failed: {cs['error']}"
         results += rows
     photo = None
-    if cfg.photos and (Path(cfg.folder) / "openvino").is_dir():
+    if cfg.photos and Layout(cfg.folder).openvino.is_dir():
         from .photopath import photo_path
 
         say("photo path")

@@ -10,21 +10,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import COLD_IMAGE, Layout
 from ..contract import IMAGE_SHAPE, INPUT_SHAPE
 from .backends import env_threads
 
-# Each snippet gets FOLDER, PRECISION, THREADS, `raw` (one uint8 (28, 28) dataset image) and `x` (the same as
-# float32 (1, 28, 28, 1) in [0, 1]) and leaves the class index of its first prediction in `top`.
-# Only what that backend needs is imported.
+# Each snippet gets FOLDER, MODEL (its model file in the folder, see _model), PRECISION, THREADS, `raw` (one uint8
+# (28, 28) dataset image) and `x` (the same as float32 (1, 28, 28, 1) in [0, 1]) and leaves the class index of its
+# first prediction in `top`. Only what that backend needs is imported.
 SNIPPETS = {
     "tensorflow": """
 import tensorflow as tf
-fn = tf.saved_model.load(FOLDER + "/saved_model").signatures["serving_default"]
+fn = tf.saved_model.load(MODEL).signatures["serving_default"]
 top = int(fn(image=tf.constant(x))["probabilities"].numpy().argmax())
 """,
     "keras": """
 import keras
-m = keras.models.load_model(FOLDER + "/model.keras", compile=False, safe_mode=True)
+m = keras.models.load_model(MODEL, compile=False, safe_mode=True)
 top = int(m.predict(x, verbose=0).argmax())
 """,
     "openvino": """
@@ -34,12 +35,12 @@ top = Classifier.load(FOLDER, precision=PRECISION, threads=THREADS).predict(raw)
     "onnxruntime": """
 import onnxruntime as ort
 o = ort.SessionOptions(); o.intra_op_num_threads = THREADS; o.inter_op_num_threads = 1
-s = ort.InferenceSession(FOLDER + "/onnx/model.onnx", o, providers=["CPUExecutionProvider"])
+s = ort.InferenceSession(MODEL, o, providers=["CPUExecutionProvider"])
 top = int(s.run(None, {s.get_inputs()[0].name: x})[0].argmax())
 """,
     "tflite": """
 from ai_edge_litert.interpreter import Interpreter
-it = Interpreter(model_path=FOLDER + "/tflite/model.tflite", num_threads=THREADS); it.allocate_tensors()
+it = Interpreter(model_path=MODEL, num_threads=THREADS); it.allocate_tensors()
 it.set_tensor(it.get_input_details()[0]["index"], x); it.invoke()
 top = int(it.get_tensor(it.get_output_details()[0]["index"]).argmax())
 """,
@@ -48,7 +49,7 @@ top = int(it.get_tensor(it.get_output_details()[0]["index"]).argmax())
 _WRAPPER = """
 import json, resource, sys
 import numpy as np
-FOLDER, PRECISION, THREADS = {folder!r}, {precision!r}, {threads}
+FOLDER, MODEL, PRECISION, THREADS = {folder!r}, {model!r}, {precision!r}, {threads}
 raw = np.load({image!r})
 x = (raw.astype(np.float32) / 255.0).reshape({shape})
 {snippet}
@@ -68,11 +69,13 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
     """Spawn a fresh interpreter fed one uint8 (28, 28) image; return {"cold_start_s", "peak_rss_mb", "top"} or {"error"}."""
     if backend not in SNIPPETS:
         return {"error": f"no cold-start recipe for {backend}"}
-    img_path = Path(folder).resolve() / "bench" / ".cold_image.npy"
+    layout = Layout(Path(folder).resolve())
+    img_path = layout.bench / COLD_IMAGE
     img_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(img_path, np.asarray(image, dtype=np.uint8).reshape(IMAGE_SHAPE))
-    code = _WRAPPER.format(folder=str(Path(folder).resolve()), precision=precision, threads=threads, shape=(1, *INPUT_SHAPE[1:]),
-                           image=str(img_path), snippet=SNIPPETS[backend])
+    model = _model(backend, layout)
+    code = _WRAPPER.format(folder=str(layout.root), model=model, precision=precision, threads=threads,
+                           shape=(1, *INPUT_SHAPE[1:]), image=str(img_path), snippet=SNIPPETS[backend])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env_threads(threads))
@@ -94,3 +97,10 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
         err = (proc.stderr.read() or "").strip().splitlines()
         return {"error": (err[-1] if err else f"exit code {proc.returncode}")[:200]}
     return result
+
+
+def _model(backend: str, layout: Layout) -> str | None:
+    """The file (or SavedModel folder) `backend`'s snippet loads as MODEL; None for OpenVINO, which loads FOLDER."""
+    path = {"tensorflow": layout.saved_model, "keras": layout.keras, "onnxruntime": layout.onnx_file,
+            "tflite": layout.tflite_file}.get(backend)
+    return str(path) if path else None

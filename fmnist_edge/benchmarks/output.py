@@ -6,22 +6,16 @@ import csv
 import io
 from pathlib import Path
 
+from ..artifact import find_row
 from ..atomic import atomic_file, write_json, write_text
 
 CSV_FIELDS = ["backend", "precision", "batch_size", "mode", "p50_us", "p90_us", "p99_us", "mean_us", "first_inference_us",
               "throughput_ips", "accuracy", "size_bytes", "cold_start_s", "peak_rss_mb", "speedup_vs_tensorflow", "cpu_steal_s", "notes"]
 
 
-def _tf_reference(results: list[dict], batch: int) -> dict | None:
-    for r in results:
-        if r["backend"] == "tensorflow" and r["batch_size"] == batch and r["mode"] == "sync":
-            return r
-    return None
-
-
 def speedup(r: dict, results: list[dict]) -> float | None:
     """Throughput over TensorFlow's at the same batch size (sync), the baseline everything is compared to."""
-    ref = _tf_reference(results, r["batch_size"])
+    ref = find_row(results, "tensorflow", batch=r["batch_size"])
     if not ref or not ref["throughput_ips"] or not r["throughput_ips"]:
         return None
     return r["throughput_ips"] / ref["throughput_ips"]

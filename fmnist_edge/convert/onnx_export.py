@@ -11,7 +11,6 @@ from .source import SIGNATURE
 
 OPSETS = range(13, 19)  # what tf2onnx 1.17 writes and onnxruntime runs
 DEFAULT_OPSET = 17
-FILENAME = "model.onnx"
 BATCH_DIM = "batch"
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifact import IR_XML, ir_pair
 from ..atomic import write_error
 from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..errors import ConversionError, first_line
-
-XML = "model.xml"
-BIN = "model.bin"
 
 _core = None
 
@@ -46,12 +44,12 @@ def convert_ir(saved_model: Path):
 
 
 def save_ir(model, folder: Path, compress_to_fp16: bool) -> list[Path]:
-    """Write folder/model.xml + model.bin; FP32 weights unless `compress_to_fp16`."""
+    """Write the IR pair (xml + bin) into `folder`; FP32 weights unless `compress_to_fp16`."""
     import openvino as ov
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        ov.save_model(model, str(folder / XML), compress_to_fp16=compress_to_fp16)
+        ov.save_model(model, str(folder / IR_XML), compress_to_fp16=compress_to_fp16)
     except Exception as exc:  # noqa: BLE001 - OpenVINO reports a full disk as a RuntimeError
-        raise write_error(folder / XML, exc) from None
-    return [folder / XML, folder / BIN]
+        raise write_error(folder / IR_XML, exc) from None
+    return ir_pair(folder)

@@ -10,17 +10,29 @@ from pathlib import Path
 import numpy as np
 
 from .. import bounds, data
-from ..atomic import atomic_dir, write_json
+from ..artifact import (
+    CONVERT_WRITES,
+    FP16_WEIGHTS,
+    INT8_NNCF,
+    MANIFEST,
+    PRECISION_TABLE,
+    Layout,
+    build_manifest,
+    failures,
+    file_entry,
+    manifest_entry,
+    write_manifest,
+    write_version_manifest,
+)
+from ..atomic import atomic_dir
 from ..bounds import bounded
-from ..contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FIRST_VERSION, FORMATS, MODEL_NAME, PRECISIONS
+from ..contract import DEFAULT_FORMATS, DEFAULT_PRECISIONS, FORMATS, IR_PRECISIONS, PRECISIONS
 from ..errors import ArtifactError, ConfigError, ConversionError, FmnistEdgeError, first_line
 from . import check as checks
-from . import manifest as mf
 from .onnx_export import DEFAULT_OPSET, OPSETS
-from .serving import write_version_manifest
 from .source import locate
 
-OWNED = (mf.FILENAME, "openvino", "onnx", "tflite", "serving")  # what convert writes in --out and replaces on a re-run
+OWNED = CONVERT_WRITES  # what convert writes in --out and replaces on a re-run
 TEST_SIZE = 10_000
 
 
@@ -99,11 +111,11 @@ def convert(model, out=None, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISI
         shutil.rmtree(work)
         for name in sorted(previous - {p.name for p in stage.iterdir()}):
             log(f"removed the old {out / name} (not requested this time)")
-    failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
-    log(f"wrote {len(manifest['artifacts'])} artifacts to {out}/ ({mf.FILENAME}), {len(manifest['artifacts']) - len(failed)} ok")
+    failed, n = failures(manifest), len(manifest["artifacts"])
+    log(f"wrote {n} artifacts to {out}/ ({MANIFEST}), {n - len(failed)} ok")
     if failed:
-        exc = ConversionError(f"written to {out}/, but {len(failed)} artifact(s) did not pass (marked in {mf.FILENAME}): "
-                              + "; ".join(f"{a['format']} {a['precision']}: {a['reason']}" for a in failed))
+        exc = ConversionError(f"written to {out}/, but {len(failed)} artifact(s) did not pass (marked in {MANIFEST}): "
+                              + "; ".join(f"{a.format} {a.precision}: {a.reason}" for a in failed))
         exc.manifest = manifest
         raise exc
     return manifest
@@ -135,9 +147,9 @@ class _Conversion:
             self.onnx()
         if "tflite" in self.cfg.formats:
             self.tflite()
-        manifest = mf.build(self.source.path, self.source.kind, self.artifacts)
-        write_json(self.stage / mf.FILENAME, manifest)
-        version_dir = self.stage / "serving" / MODEL_NAME / FIRST_VERSION
+        manifest = build_manifest(self.source.path, self.source.kind, self.artifacts)
+        write_manifest(self.stage, manifest)
+        version_dir = Layout(self.stage).serving_version()
         if version_dir.is_dir():  # the serving layout's version verifies on its own, with the fp32 check's figures
             write_version_manifest(version_dir, manifest, "fp32")
         self.log(f"converted and checked in {time.perf_counter() - t0:.0f} s")
@@ -145,31 +157,31 @@ class _Conversion:
 
     def record(self, fmt: str, precision: str, files: list[Path], run) -> None:
         """Check one written artifact against TensorFlow; `run()` -> (probabilities, inference_precision)."""
-        entry = mf.artifact(fmt, precision, [mf.file_entry(self.stage, f) for f in files])
+        entries = [file_entry(self.stage, f) for f in files]
+        inference = c = None
         try:
-            probs, entry["inference_precision"] = run()
-            entry["check"] = checks.compare(self.reference, probs, self.y_check)
-            entry["status"], entry["reason"] = checks.verdict(precision, fmt, entry["check"], self.cfg.max_drop)
+            probs, inference = run()
+            c = checks.compare(self.reference, probs, self.y_check)
+            status, reason = checks.verdict(precision, fmt, c, self.cfg.max_drop)
         except FmnistEdgeError as exc:
-            entry["status"], entry["reason"] = "failed", str(exc)
+            status, reason = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the artifact is a failed artifact
-            entry["status"], entry["reason"] = "failed", f"cannot run it: {first_line(exc, 300)}"
-        self.artifacts.append(entry)
-        c = entry["check"]
+            status, reason = "failed", f"cannot run it: {first_line(exc, 300)}"
+        self.artifacts.append(manifest_entry(fmt, precision, entries, inference, c, status, reason))
         figures = f"agreement {c['agreement']:.4f}, max abs diff {c['max_abs_diff']:.1e}, accuracy {c['accuracy']:.4f}" if c else ""
-        details = (f" ({figures})" if figures else "") + (f": {entry['reason']}" if entry["reason"] else "")
-        self.log(f"{fmt} {precision}: {entry['status']}{details}")
+        details = (f" ({figures})" if figures else "") + (f": {reason}" if reason else "")
+        self.log(f"{fmt} {precision}: {status}{details}")
 
     def failed(self, fmt: str, precision: str, exc: Exception) -> None:
         """An artifact that could not be written at all."""
-        self.artifacts.append(mf.artifact(fmt, precision, [], status="failed", reason=first_line(exc, 300)))
+        self.artifacts.append(manifest_entry(fmt, precision, [], status="failed", reason=first_line(exc, 300)))
         self.log(f"{fmt} {precision}: failed: {first_line(exc, 300)}")
 
     def onnx(self) -> None:
-        from .onnx_export import FILENAME, export_onnx
+        from .onnx_export import export_onnx
 
         try:
-            path = export_onnx(self.source.saved_model, self.stage / "onnx" / FILENAME, self.cfg.opset)
+            path = export_onnx(self.source.saved_model, Layout(self.stage).onnx_file, self.cfg.opset)
         except ArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -178,10 +190,10 @@ class _Conversion:
             self.record("onnx", "fp32", [path], lambda: (checks.onnx_probs(path, self.x_check), None))
 
     def tflite(self) -> None:
-        from .tflite_export import FILENAME, export_tflite
+        from .tflite_export import export_tflite
 
         try:
-            path = export_tflite(self.source.saved_model, self.stage / "tflite" / FILENAME)
+            path = export_tflite(self.source.saved_model, Layout(self.stage).tflite_file)
         except ArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -190,43 +202,52 @@ class _Conversion:
             self.record("tflite", "fp32", [path], lambda: (checks.tflite_probs(path, self.x_check), None))
 
     def openvino(self) -> None:
-        from .openvino_ir import convert_ir, save_ir
+        from .openvino_ir import convert_ir
         from .serving import serve_command, write_serving
 
-        precisions, x = self.cfg.precisions, self.x_check
+        precisions = [p for p in PRECISIONS if p in self.cfg.precisions]
         try:
             model = convert_ir(self.source.saved_model)
         except Exception as exc:  # noqa: BLE001
             for p in precisions:
                 self.failed("openvino", p, exc)
             return
-        ir = self.stage / "openvino"
-        if {"fp32", "bf16"} & set(precisions):
-            fp32 = save_ir(model, ir / "fp32", compress_to_fp16=False)
-            if "fp32" in precisions:
-                self.record("openvino", "fp32", fp32, lambda: checks.openvino_probs(fp32[0], x, "f32"))
-            if "bf16" in precisions:
-                self.record("openvino", "bf16", fp32, lambda: checks.openvino_probs(fp32[0], x, "bf16"))
+        layout = Layout(self.stage)
+        for ir in IR_PRECISIONS:  # each IR written once, then checked at every precision that loads it (fp32: bf16 too)
+            users = [p for p in precisions if PRECISION_TABLE[p].ir == ir]
+            if not users:
+                continue
             try:
-                write_serving(self.stage / "serving", fp32)
-            except OSError as exc:
-                raise ArtifactError(f"cannot write the serving layout: {exc.strerror or exc}") from None
-            self.log(f"serving layout: {self.out / 'serving'}/ (serve it with: {serve_command(self.out / 'serving')})")
-        if "fp16" in precisions:
-            fp16 = save_ir(model, ir / "fp16", compress_to_fp16=True)
-            self.record("openvino", "fp16", fp16, lambda: checks.openvino_probs(fp16[0], x, "f32"))
-        if "int8" in precisions:
-            from .quantize import calibration_images, quantize_ir
-
-            recipe = self.source.metadata.get("config") or {}
-            try:
-                calib = to_model_input(calibration_images(self.ds, self.cfg.calib_size, recipe.get("val_fraction", 0.1),
-                                                          recipe.get("seed", 0)))
-                int8 = save_ir(quantize_ir(model, calib), ir / "int8", compress_to_fp16=False)
+                files = self.write_ir(model, ir, layout.ir_dir(ir))
             except ArtifactError:
                 raise
-            except Exception as exc:  # noqa: BLE001
-                self.failed("openvino", "int8", exc)
-            else:
-                self.log(f"int8: NNCF post-training quantization calibrated on {len(calib)} training-split images")
-                self.record("openvino", "int8", int8, lambda: checks.openvino_probs(int8[0], x, "f32"))
+            except Exception as exc:  # noqa: BLE001 - a quantization that fails is a failed artifact
+                for p in users:
+                    self.failed("openvino", p, exc)
+                continue
+            for p in users:  # run at once by record(): the loop's current IR and precision
+                compute = PRECISION_TABLE[p].compute
+                self.record("openvino", p, files, lambda xml=files[0], t=compute: checks.openvino_probs(xml, self.x_check, t))
+            if ir == "fp32":
+                try:
+                    write_serving(layout.serving, files)
+                except OSError as exc:
+                    raise ArtifactError(f"cannot write the serving layout: {exc.strerror or exc}") from None
+                serving = Layout(self.out).serving
+                self.log(f"serving layout: {serving}/ (serve it with: {serve_command(serving)})")
+
+    def write_ir(self, model, ir: str, folder: Path) -> list[Path]:
+        """The IR `ir` written into `folder` with the compression its row of the precision table names."""
+        from .openvino_ir import save_ir
+
+        compression = PRECISION_TABLE[ir].compression
+        if compression != INT8_NNCF:
+            return save_ir(model, folder, compress_to_fp16=compression == FP16_WEIGHTS)
+        from .quantize import calibration_images, quantize_ir
+
+        recipe = self.source.metadata.config
+        calib = to_model_input(calibration_images(self.ds, self.cfg.calib_size, recipe.get("val_fraction", 0.1),
+                                                  recipe.get("seed", 0)))
+        files = save_ir(quantize_ir(model, calib), folder, compress_to_fp16=False)
+        self.log(f"int8: NNCF post-training quantization calibrated on {len(calib)} training-split images")
+        return files

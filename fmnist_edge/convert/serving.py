@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .. import faults
+from ..artifact import PRECISION_TABLE, SERVING_CONFIG, ir_pair, read_manifest, write_version_manifest
 from ..atomic import owner_tag, sweep
 from ..contract import FIRST_VERSION as VERSION
 from ..contract import IR_PRECISIONS as PUBLISHABLE
@@ -25,47 +26,31 @@ STAGE_PREFIX = ".publish-"  # a version being copied; servers only look at numbe
 
 
 def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
-    """Copy the IR into root/fmnist/1/ and write root/config.json (base_path relative to it; f32 compute)."""
+    """Copy the fp32 IR into root/fmnist/1/ and write root/config.json (base_path relative to it; fp32's compute type)."""
     version_dir = root / MODEL_NAME / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
     copies = [Path(shutil.copyfile(f, version_dir / f.name)) for f in ir_files]
+    hint = PRECISION_TABLE["fp32"].compute
     config = {
         "model_config_list": [
-            {"config": {"name": MODEL_NAME, "base_path": MODEL_NAME, "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}}
+            {"config": {"name": MODEL_NAME, "base_path": MODEL_NAME, "plugin_config": {"INFERENCE_PRECISION_HINT": hint}}}
         ]
     }
-    (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return [*copies, root / "config.json"]
-
-
-def version_manifest(version_dir: Path, manifest: dict, precision: str) -> dict:
-    """The manifest of one version folder holding the `precision` IR as model.xml|bin: the artifact folder's
-    manifest with only that IR's entries (and bf16's, for an fp32 IR), the paths made relative to the folder."""
-    from .manifest import file_entry
-
-    entries = []
-    for e in manifest.get("artifacts", []):
-        if e.get("format") == "openvino" and (e.get("precision") == precision or (precision == "fp32" and e.get("precision") == "bf16")):
-            files = [file_entry(version_dir, version_dir / name) for name in ("model.xml", "model.bin")]
-            entries.append({**e, "files": files})
-    return {**manifest, "artifacts": entries, "repository": {"model": MODEL_NAME, "version": version_dir.name}}
-
-
-def write_version_manifest(version_dir: Path, manifest: dict, precision: str = "fp32") -> None:
-    (version_dir / "manifest.json").write_text(json.dumps(version_manifest(version_dir, manifest, precision), indent=2) + "\n")
+    (root / SERVING_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return [*copies, root / SERVING_CONFIG]
 
 
 def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precision: str = "fp32") -> Path:
     """Add the verified `precision` IR of an artifact folder to `repository` as its next version; returns the
     new version folder. The folder is filled under a hidden name and renamed into place, so a server that
     watches the repository never sees half of it."""
-    from ..runtime.manifest import locate, read_manifest
+    from ..artifact import locate
 
     if precision not in PUBLISHABLE:
         raise ConfigError(f"cannot publish precision {precision!r}; choose one of {', '.join(PUBLISHABLE)} "
                           "(bf16 is the fp32 IR: publish fp32 and serve it with --precision bf16)")
     files = locate(artifacts, precision)  # verifies the hashes before anything is copied
-    manifest = read_manifest(Path(artifacts))
+    manifest = read_manifest(artifacts).raw
     base = Path(repository) / MODEL_NAME
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -74,8 +59,8 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
     except OSError as exc:
         raise ArtifactError(f"cannot write in {base}: {exc.strerror or exc}; choose a writable repository") from None
     try:
-        for src, name in ((files.xml, "model.xml"), (files.xml.with_suffix(".bin"), "model.bin")):
-            shutil.copyfile(src, stage / name)
+        for src, dst in zip((files.xml, files.xml.with_suffix(".bin")), ir_pair(stage), strict=True):
+            shutil.copyfile(src, dst)
         write_version_manifest(stage, manifest, precision)
         for path in stage.iterdir():
             with open(path, "rb") as f:

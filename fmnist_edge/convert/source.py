@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import contract
+from ..artifact import H5, KERAS, SAVED_MODEL, SAVED_MODEL_PB, Layout, Metadata, read_metadata
 from ..contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from ..errors import ModelFileError, first_line
 from ..quiet import keras as _keras
@@ -25,7 +25,7 @@ class Source:
     path: Path  # what the user pointed at (resolved to the SavedModel or the Keras file)
     kind: str  # saved_model | keras | h5
     saved_model: Path
-    metadata: dict = field(default_factory=dict)  # train's metadata.json when there is one
+    metadata: Metadata = field(default_factory=Metadata)  # train's, when the model came from an artifact folder
     notes: list[str] = field(default_factory=list)
     _fn: object = field(default=None, init=False, repr=False)  # the loaded serving signature, once
 
@@ -40,28 +40,25 @@ class Source:
         return np.concatenate(outs).astype(np.float32)
 
 
-def locate(model: str | Path) -> tuple[Path, str, dict]:
+def locate(model: str | Path) -> tuple[Path, str, Metadata]:
     """(model path, kind, train metadata) for an artifact folder, a SavedModel folder or a Keras file."""
     path = Path(model).expanduser().absolute()
     hint = "point at a folder written by `fmnist-edge train`, a SavedModel folder or a .keras/.h5 file"
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or folder; {hint}")
-    metadata = {}
+    metadata = Metadata()
     if path.is_dir():
-        meta = path / "metadata.json"
-        if meta.is_file():
-            try:
-                metadata = json.loads(meta.read_text())
-            except (OSError, ValueError):
-                metadata = {}  # only the calibration split's seed comes from it; the model is what counts
-        if (path / "saved_model" / "saved_model.pb").is_file():
-            return path / "saved_model", "saved_model", metadata
-        if (path / "saved_model.pb").is_file():
+        # only the calibration split's seed comes from it: an unreadable one reads as empty, the model is what counts
+        metadata = read_metadata(path, strict=False)
+        layout = Layout(path)
+        if (layout.saved_model / SAVED_MODEL_PB).is_file():
+            return layout.saved_model, "saved_model", metadata
+        if (path / SAVED_MODEL_PB).is_file():
             return path, "saved_model", metadata
-        for name in ("model.keras", "model.h5"):
+        for name in (KERAS, H5):
             if (path / name).is_file():
                 return path / name, KINDS[Path(name).suffix], metadata
-        raise ModelFileError(f"{path}: holds no saved_model/, saved_model.pb or model.keras; {hint}")
+        raise ModelFileError(f"{path}: holds no {SAVED_MODEL}/, {SAVED_MODEL_PB} or {KERAS}; {hint}")
     if path.suffix.lower() not in KINDS:
         raise ModelFileError(f"{path}: not a .keras or .h5 file; {hint}")
     return path, KINDS[path.suffix.lower()], metadata
@@ -110,7 +107,7 @@ def prepare(model: str | Path, workdir: Path, sample: np.ndarray) -> Source:
     return _from_keras(path, kind, workdir, sample, metadata)
 
 
-def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: dict) -> Source:
+def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: Metadata) -> Source:
     tf = tensorflow()
     try:
         with quiet():
@@ -155,7 +152,7 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
             return {OUTPUT_NAME: tf.nn.softmax(y) if softmax else y}
 
     module = Canonical()
-    source.saved_model = workdir / "saved_model"
+    source.saved_model = workdir / SAVED_MODEL
     try:
         with quiet():
             tf.saved_model.save(module, str(source.saved_model), signatures={SIGNATURE: module.serve})
@@ -165,7 +162,7 @@ def _from_saved_model(path: Path, workdir: Path, sample: np.ndarray, metadata: d
     return source
 
 
-def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metadata: dict) -> Source:
+def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metadata: Metadata) -> Source:
     from ..train.modelio import load_keras
 
     tf = tensorflow()
@@ -181,7 +178,7 @@ def _from_keras(path: Path, kind: str, workdir: Path, sample: np.ndarray, metada
     except Exception as exc:  # noqa: BLE001
         raise ModelFileError(f"{path}: the model fails on 28x28 images ({first_line(exc)})") from None
     softmax = not _are_probabilities(out)
-    source = Source(path, kind, workdir / "saved_model", metadata)
+    source = Source(path, kind, workdir / SAVED_MODEL, metadata)
     if softmax:
         source.notes.append("the model outputs logits: a softmax is appended so that `probabilities` are probabilities")
 

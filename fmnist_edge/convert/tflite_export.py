@@ -8,8 +8,6 @@ from ..atomic import write_error
 from ..errors import ConversionError, first_line
 from ..quiet import quiet, tensorflow
 
-FILENAME = "model.tflite"
-
 
 def export_tflite(saved_model: Path, path: Path) -> Path:
     """Convert the canonical SavedModel (serving signature `image` -> `probabilities`) to `path`."""

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ..artifact import Layout, read_manifest, read_metadata
 from ..benchmarks.machine import machine
 from .load import serving_version, start_server, stop_server
 
@@ -90,8 +91,7 @@ def _ir_set(folder: Path) -> tuple:
     """The precisions listed in manifest.json, each loaded and verified by the runtime."""
     from fmnist_edge.runtime import Classifier
 
-    manifest = json.loads((folder / "manifest.json").read_text())
-    precisions = tuple(sorted(a["precision"] for a in manifest["artifacts"] if a["format"] == "openvino"))
+    precisions = tuple(sorted(a.precision for a in read_manifest(folder).artifacts if a.format == "openvino"))
     for p in precisions:
         Classifier.load(folder, precision=p)
     return precisions
@@ -100,8 +100,8 @@ def _ir_set(folder: Path) -> tuple:
 def _keras_ok(folder: Path) -> str:
     from fmnist_edge.train.modelio import load_keras
 
-    load_keras(folder / "model.keras")
-    return json.loads((folder / "metadata.json").read_text())["config"]["limit"]
+    load_keras(Layout(folder).keras)
+    return read_metadata(folder).config["limit"]
 
 
 def campaign(name, rounds, setup, cmd, check, rng, log) -> dict:

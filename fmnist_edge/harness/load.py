@@ -121,6 +121,7 @@ def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precisio
               reload: bool = True, log=print) -> dict:
     """Publish `artifacts` into a fresh repository, serve it, and measure both request kinds at each
     concurrency, publishing a new version midway through each step."""
+    from ..artifact import precision_of
     from ..convert.serving import publish
     from ..data import load
     from ..runtime import to_model_input
@@ -134,12 +135,12 @@ def load_test(artifacts, concurrency=(1, 8, 32), seconds: float = 10.0, precisio
     root = Path(tempfile.mkdtemp(prefix="fmnist-load-"))
     proc = None
     try:
-        publish(artifacts, root, precision if precision != "bf16" else "fp32")
+        publish(artifacts, root, precision_of(precision).ir)  # the IR the precision loads (bf16: fp32's)
         proc, port = start_server("--repository", root, "--precision", precision)
         rows = []
         for kind, (path, body, headers) in kinds.items():
             for c in concurrency:
-                midway = (lambda: publish(artifacts, root, precision if precision != "bf16" else "fp32")) if reload else None
+                midway = (lambda: publish(artifacts, root, precision_of(precision).ir)) if reload else None
                 row = {"kind": kind, **run(port, path, body, headers, c, seconds, midway)}
                 log(f"{kind:<22} concurrency {c:>3}: {row['requests_per_s']:>8.1f} req/s, p50 {row['p50_ms']} ms, "
                     f"p99 {row['p99_ms']} ms, {row['failed']} failed")

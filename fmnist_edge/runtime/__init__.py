@@ -7,6 +7,7 @@ Imports only openvino, numpy and pillow (and fmnist_edge.data / errors, which ne
     clf.predict("shirt.jpg")          # Prediction(label='Shirt', index=6, confidence=0.91, top_k=(...))
 """
 
+from ..artifact import sha256
 from ..contract import PRECISIONS
 from ..errors import (
     ConfigError,
@@ -27,7 +28,6 @@ from ..errors import (
 from .classifier import Classifier, Prediction
 from .core import devices, versions
 from .decode import ACCEPTED, EXTENSIONS, MAX_PIXELS, expand_paths, list_images, to_array
-from .manifest import sha256
 from .preprocess import photo_to_dataset, prepare, to_dataset_form, to_model_input
 
 __all__ = [

@@ -14,12 +14,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import contract
+from ..artifact import PRECISION_TABLE, locate, usable_precisions
 from ..data import normalize
 from ..errors import ConfigError, ImageShapeError, ImageTypeError, InputImageError, check_int
 from ..host import usable_cores
 from .core import core, ov
 from .engine import Engine, check_device, compile_model
-from .manifest import locate, usable_precisions
 from .preprocess import POLARITIES, prepare
 
 INPUT = contract.INPUT_SHAPE[1:]  # one image as the model takes it: (28, 28, 1)
@@ -27,9 +27,8 @@ INPUT = contract.INPUT_SHAPE[1:]  # one image as the model takes it: (28, 28, 1)
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 PROCESSES_FROM = 500  # predict_iter(processes="auto") starts worker processes (~0.5 s) from this many images on
 AUTO_TIMED_CALLS = 40  # batch-1 calls timed per candidate precision when precision="auto"
-# What each precision computes in: fp32/fp16/int8 keep FP32 arithmetic wherever they do not run int8;
-# without the hint the CPU plugin silently computes in bf16 on CPUs with AVX512_BF16/AMX.
-MATH = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
+# What each precision computes in (INFERENCE_PRECISION_HINT): the compute column of the one precision table.
+MATH = {name: p.compute for name, p in PRECISION_TABLE.items()}
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
 
 

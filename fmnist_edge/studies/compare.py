@@ -14,12 +14,12 @@ import csv
 import dataclasses
 import functools
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import bounds
+from ..artifact import Layout, read_bench, read_history, read_manifest, read_metadata
 from ..atomic import write_json, write_text
 from ..bounds import bounded
 from ..errors import ConfigError
@@ -74,11 +74,12 @@ def _quiet(*_) -> None:
 
 
 def _done(folder: Path, stage: str) -> bool:
+    layout = Layout(folder)
     if stage == "train":
-        return (folder / "metadata.json").is_file() and (folder / "saved_model").is_dir()
+        return layout.metadata.is_file() and layout.saved_model.is_dir()
     if stage == "convert":
-        return (folder / "manifest.json").is_file()
-    return (folder / "bench" / "bench.json").is_file()
+        return layout.manifest.is_file()
+    return layout.bench_json.is_file()
 
 
 def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
@@ -138,7 +139,7 @@ def _bench(folder: Path, cfg: CompareConfig) -> None:
     x, y = _photo_sample(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
     result["photos"] = photo_path(folder, x, y, sizes=("vga",), agreement_images=0,
                                   iters=max(20, int(cfg.bench_seconds * 150)))
-    report.save(result, folder / "bench" / "bench.json", folder / "bench" / "bench.csv")
+    report.save(result, Layout(folder).bench_json, Layout(folder).bench_csv)
 
 
 @functools.lru_cache(maxsize=2)
@@ -176,42 +177,32 @@ def row(arch: str, folder: Path) -> dict:
     from ..train.config import make_config
     from ..train.models import get_entry
 
-    meta = json.loads((folder / "metadata.json").read_text())
-    manifest = json.loads((folder / "manifest.json").read_text())
-    bench = json.loads((folder / "bench" / "bench.json").read_text())
+    meta, ir, bench = read_metadata(folder), read_manifest(folder).openvino(), read_bench(folder)
     entry = get_entry(arch)
-    ir = {a["precision"]: a for a in manifest["artifacts"] if a["format"] == "openvino"}
-
-    def sync(precision, batch=1):
-        return next((r for r in bench["results"] if r["backend"] == "openvino" and r["precision"] == precision
-                     and r["batch_size"] == batch and r["mode"] == "sync"), None)
-
-    p50 = {p: round(r["latency_us"]["p50"] / 1e3, 4) for p in ("fp32", "int8")
-           if (r := sync(p)) and ir.get(p, {}).get("status") == "ok"}
+    p50 = {p: round(us / 1e3, 4) for p in ("fp32", "int8")
+           if (us := bench.p50_us("openvino", p)) is not None and p in ir and ir[p].ok}
     best = min(p50, key=p50.get) if p50 else None
-    tput = [r["throughput_ips"] for r in bench["results"] if r["backend"] == "openvino" and r.get("throughput_ips")]
-    photo = next((s for s in (bench.get("photos") or {}).get("sizes", []) if s.get("size") == "vga"), None)
-    fp32 = sync("fp32") or {}
+    tput = bench.max_throughput("openvino")
+    photo_us = bench.photo_predict_us("vga")
+    cold_start_s, peak_rss_mb = bench.cold_start("openvino", "fp32")
+    int8 = ir.get("int8")
     return {
         "arch": arch,
-        "params": meta["params"], "macs": meta["macs"],
-        "epochs_run": meta.get("epochs_run"), "recipe_epochs": make_config(arch).epochs,
-        "accuracy": meta["test"]["accuracy"], "test_images": meta["test"]["n"],
-        "int8_accuracy": (ir.get("int8", {}).get("check") or {}).get("accuracy"),
-        "int8_status": ir.get("int8", {}).get("status"),
+        "params": meta.params, "macs": meta.macs,
+        "epochs_run": meta.epochs_run, "recipe_epochs": make_config(arch).epochs,
+        "accuracy": meta.test_accuracy, "test_images": meta.test_n,
+        "int8_accuracy": int8.accuracy if int8 else None,
+        "int8_status": int8.status if int8 else None,
         "reported_accuracy": entry.reported_accuracy, "report": entry.report,
         "fp32_p50_ms": p50.get("fp32"), "int8_p50_ms": p50.get("int8"),
         "best_precision": best, "best_p50_ms": p50.get(best) if best else None,
-        "throughput_ips": round(max(tput), 1) if tput else None,
-        "fp32_bytes": _bytes(ir.get("fp32")), "int8_bytes": _bytes(ir.get("int8")),
-        "cold_start_s": fp32.get("cold_start_s"), "peak_rss_mb": fp32.get("peak_rss_mb"),
-        "photo_p50_ms": round(photo["predict_us"] / 1e3, 3) if photo else None,  # 640x480 camera JPEG -> label
-        "cpu": bench["machine"].get("cpu"), "isa": bench["machine"].get("isa"),
+        "throughput_ips": round(tput, 1) if tput else None,
+        "fp32_bytes": ir["fp32"].size_bytes if "fp32" in ir else None,
+        "int8_bytes": int8.size_bytes if int8 else None,
+        "cold_start_s": cold_start_s, "peak_rss_mb": peak_rss_mb,
+        "photo_p50_ms": round(photo_us / 1e3, 3) if photo_us is not None else None,  # 640x480 camera JPEG -> label
+        "cpu": bench.cpu, "isa": bench.isa,
     }
-
-
-def _bytes(artifact: dict | None) -> int | None:
-    return sum(f["bytes"] for f in artifact["files"]) if artifact else None
 
 
 def _pct(v) -> str:
@@ -320,12 +311,11 @@ def sweep(out="compare/sweep", epochs: int | None = None, time_budget_min: float
                               time_budget_min=time_budget_min, limit=limit, data_dir=data_dir, out=str(folder)),
                   log=_quiet, resume=resume)
         seen.add(name)
-        meta = json.loads((folder / "metadata.json").read_text())
-        history = json.loads((folder / "history.json").read_text())
+        meta, history = read_metadata(folder), read_history(folder)
         rows.append({"factor": factor, "value": point[factor], **point, "run": name,
-                     "accuracy": meta["test"]["accuracy"], "loss": meta["test"]["loss"],
-                     "best_val_accuracy": max(history.get("val_accuracy", [None]) or [None]),
-                     "epochs_run": meta["epochs_run"], "train_s": meta["wall_time_s"]})
+                     "accuracy": meta.test_accuracy, "loss": meta.test_loss,
+                     "best_val_accuracy": history.best_val_accuracy,
+                     "epochs_run": meta.epochs_run, "train_s": meta.wall_time_s})
         log(f"[{i}/{len(runs)}] {factor} = {point[factor]}: {_pct(rows[-1]['accuracy'])} test")
     return {"study": "report 001's MLP (784-50-50-10)", "base": SWEEP_BASE, "rows": rows}
 

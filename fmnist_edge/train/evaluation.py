@@ -139,30 +139,20 @@ def evaluate_and_report(model, x_test, y_test, out_dir, history: dict | None = N
 
 
 def evaluate_artifacts(folder, data_dir=None, test_limit: int | None = None, log=print) -> dict:
-    """Re-create `folder`/report/ from the saved model.keras and update the test metrics in metadata.json."""
-    import json
-
+    """Re-create `folder`'s report from its saved Keras model and update the test metrics in its metadata."""
+    from ..artifact import Layout, read_history, read_metadata, update_test_metrics
     from ..atomic import atomic_dir
-    from ..errors import ModelFileError
     from .modelio import load_keras
 
-    folder = Path(folder)
-    meta_path = folder / "metadata.json"
-    if not meta_path.is_file():
-        raise ModelFileError(f"{folder}: no metadata.json; point at a folder written by `fmnist-edge train`")
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{meta_path}: unreadable ({exc}); re-run `fmnist-edge train`") from None
-    model = load_keras(folder / "model.keras")
+    layout = Layout(folder)
+    metadata = read_metadata(folder)
+    model = load_keras(layout.keras)
     ds = data.load(data_dir)
     x_te, y_te = (ds.x_test, ds.y_test) if not test_limit else (ds.x_test[:test_limit], ds.y_test[:test_limit])
-    history = None
-    if (folder / "history.json").is_file():
-        history = json.loads((folder / "history.json").read_text())
-    with atomic_dir(folder / "report") as stage:
-        m = evaluate_and_report(model, x_te, y_te, stage, history=history, samples=(ds.x_train[:25], ds.y_train[:25]))
-    metadata["test"] = {"accuracy": m["accuracy"], "loss": m["loss"], "n": m["n"]}
-    write_json(meta_path, metadata)
-    log(f"test accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f}) on {m['n']} images; report in {folder / 'report'}/")
+    history = read_history(folder, missing_ok=True)
+    with atomic_dir(layout.report) as stage:
+        m = evaluate_and_report(model, x_te, y_te, stage, history=history.metrics if history else None,
+                                samples=(ds.x_train[:25], ds.y_train[:25]))
+    update_test_metrics(folder, metadata, m)
+    log(f"test accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f}) on {m['n']} images; report in {layout.report}/")
     return m

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..artifact import Layout
 from ..atomic import write_error
 from ..contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from ..errors import ModelFileError, first_line
@@ -26,12 +27,13 @@ def export_twin(model, arch: str):
 def save_model(model, folder: Path) -> None:
     """model.keras, model.h5 (legacy HDF5) and saved_model/ (serving signature on float32 [N, 28, 28, 1])."""
     tf, keras = _tf(), _keras()
-    target = folder / "model.keras"
+    layout = Layout(folder)
+    target = layout.keras
     try:
         model.save(target)
-        target = folder / "model.h5"
+        target = layout.h5
         model.save(target)
-        target = folder / "saved_model"
+        target = layout.saved_model
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import contract, data
-from ..atomic import atomic_dir, write_json
+from .. import artifact, contract, data
+from ..atomic import atomic_dir
 from ..errors import ArtifactError
 from ..host import StealMeter
 from ..quiet import keras as _keras
@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore", message=r".*(HDF5 file|legacy|`shuffle=True` was passed).*")
 logging.getLogger("absl").setLevel(logging.ERROR)
 
-ARTIFACT_MARKER = "metadata.json"
+ARTIFACT_MARKER = artifact.METADATA
 
 
 RECALIBRATE_BN = True  # bnstats.recalibrate after fit (off only to measure what it changes)
@@ -137,9 +137,10 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
                               callbacks=callbacks, verbose=2)
         wall = (state["train_s"] if state else 0.0) + time.perf_counter() - t0
         history = {k: vals for k, vals in saver.history.items() if k != "learning_rate"}
-        write_history(stage / "history.csv", saver.history)
-        (stage / "checkpoints").mkdir()
-        model.save_weights(str(stage / "checkpoints" / "best.weights.h5"))  # early stopping has restored the best epoch's
+        layout = artifact.Layout(stage)
+        write_history(layout.history_csv, saver.history)
+        layout.checkpoints.mkdir()
+        model.save_weights(str(layout.best_weights))  # early stopping has restored the best epoch's
         stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if (steal.seconds or 0) >= 1 else ""
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
@@ -149,7 +150,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
         save_model(model, stage)
         from .evaluation import evaluate_and_report
 
-        metrics = evaluate_and_report(model, sp.x_test, sp.y_test, stage / "report", history=history,
+        metrics = evaluate_and_report(model, sp.x_test, sp.y_test, layout.report, history=history,
                                       samples=(sp.x_train[:25], sp.y_train[:25]))
         metadata = {
             "arch": cfg.arch,
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
             "macs": n_macs,
             "class_names": list(contract.CLASS_NAMES),
             **contract.tensor_specs(),
-            "files": {"keras": "model.keras", "h5": "model.h5", "saved_model": "saved_model"},
+            "files": dict(artifact.TRAIN_FILES),
             "config": cfg.to_dict(),
             "data": {"source": sp.source, "train": len(sp.x_train), "validation": len(sp.x_val), "test": len(sp.x_test)},
             "device": device_desc,
@@ -169,10 +170,10 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
             "epochs_run": len(history.get("loss", [])),
             "resumed_at_epoch": start or None,  # set when `--resume` went on from an interrupted run
             "stopped_by": _stopped_by(cfg, saver.budget, saver.early),
-            "test": {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]},
+            "test": artifact.test_entry(metrics),
         }
-        write_json(stage / "history.json", history)
-        write_json(stage / "metadata.json", metadata)
+        artifact.write_history(stage, history)
+        artifact.write_metadata(stage, metadata)
     checkpoints.remove(out)  # the run is in place: its interrupted state is no longer needed
     log(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}); artifacts in {out}/")
     return metadata
