@@ -12,7 +12,7 @@ ALL = ("openvino", "numpy", "pillow", "click", "tensorflow", "keras", "onnx", "t
        "matplotlib", "starlette", "uvicorn")
 
 
-def versions(packages: tuple[str, ...] = ALL) -> dict[str, str | None]:
+def package_versions(packages: tuple[str, ...] = ALL) -> dict[str, str | None]:
     """{"fmnist_edge", "python", each package: its version or None when not installed}."""
     out: dict[str, str | None] = {"fmnist_edge": __version__, "python": platform.python_version()}
     for name in packages:

@@ -14,9 +14,9 @@ def live_server(app, **limits):
     import uvicorn
 
     from fmnist_edge.serve import server
-    from fmnist_edge.serve.app import _listen
+    from fmnist_edge.serve.app import listen
 
-    sock = _listen("127.0.0.1", 0)
+    sock = listen("127.0.0.1", 0)
     srv = uvicorn.Server(server.config(app, **limits))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

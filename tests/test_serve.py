@@ -17,7 +17,7 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 from fmnist_edge.serve import create_app  # noqa: E402
-from fmnist_edge.serve.app import _listen  # noqa: E402
+from fmnist_edge.serve.app import listen  # noqa: E402
 
 LIMIT = 256 * 1024
 
@@ -112,7 +112,8 @@ def test_health_and_page(client, clf, converted):
     assert h["status"] == "ok" and h["uptime_s"] >= 0
     assert h["model"]["precision"] == "fp32" and h["model"]["device"] == "CPU"
     assert h["model"]["path"] == str(converted) and len(h["model"]["class_names"]) == 10
-    assert h["versions"]["openvino"] and h["max_upload_bytes"] == LIMIT
+    assert h["packages"]["openvino"] and h["max_upload_bytes"] == LIMIT
+    assert h["model"]["versions"] == [h["model"]["version"]] and "versions" not in h  # one meaning: the served ones
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -122,7 +123,7 @@ def test_health_and_page(client, clf, converted):
 
 
 def test_serve_refuses_a_taken_port_and_a_missing_model_in_one_line(converted, tmp_path):
-    holder = _listen("127.0.0.1", 0)
+    holder = listen("127.0.0.1", 0)
     try:
         port = holder.getsockname()[1]
         r = CliRunner().invoke(cli, ["serve", "--model", str(converted), "--port", str(port)])
@@ -152,7 +153,7 @@ def test_the_embedding_example_runs(converted, fmnist, tmp_path):
 def test_connections_the_server_accepts_have_nagle_off():
     """Every response after the first on a keep-alive connection waited ~40 ms for the client's delayed ACK
     (Nagle's algorithm held the body behind the headers) because asyncio turns Nagle off only on sockets that
-    name IPPROTO_TCP, and `_listen` made one that did not. The kiosk page and every HTTP client keep
+    name IPPROTO_TCP, and `listen` made one that did not. The kiosk page and every HTTP client keep
     connections alive, so this is checked on a connection accepted the way uvicorn accepts it."""
     import asyncio
     import socket
@@ -166,7 +167,7 @@ def test_connections_the_server_accepts_have_nagle_off():
                 seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
                 transport.close()
 
-        listener = _listen("127.0.0.1", 0)
+        listener = listen("127.0.0.1", 0)
         server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
         try:

@@ -6,7 +6,7 @@ import os
 import platform
 
 from ..host import cpu_flags, cpu_model, usable_cores
-from ..versions import versions
+from ..versions import package_versions
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
 
@@ -18,4 +18,4 @@ def cpu_info() -> dict:
 
 
 def machine() -> dict:
-    return {**cpu_info(), "os": f"{platform.system()} {platform.release()}", "versions": versions()}
+    return {**cpu_info(), "os": f"{platform.system()} {platform.release()}", "versions": package_versions()}

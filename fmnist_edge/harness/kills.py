@@ -155,14 +155,14 @@ def main() -> int:
                                         "--epochs", "1", "--out", str(f)],
                              lambda f: f"model loads (limit {_keras_ok(f)})", rng, print))
     if args.publish:
-        def versions(repo):
+        def every_version_verifies(repo):
             names = sorted(p.name for p in (repo / "fmnist").iterdir() if p.name.isdigit())
             for v in names:
                 _ir_set(repo / "fmnist" / v)
             return "every numbered version verifies"
 
         rows.append(campaign("publish", args.publish, lambda w: w / "repo",
-                             lambda f: [*CLI, "publish", str(src), str(f)], versions, rng, print))
+                             lambda f: [*CLI, "publish", str(src), str(f)], every_version_verifies, rng, print))
     if args.serve:
         rows.append(_serve_campaign(src, args.serve, rng))
     result = {"machine": machine(), "seed": args.seed, "rows": rows}

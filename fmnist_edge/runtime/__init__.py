@@ -26,14 +26,16 @@ from ..errors import (
     PrecisionNotAvailableError,
 )
 from .classifier import Classifier, Prediction
-from .core import devices, versions
+from .core import devices, package_versions
 from .decode import ACCEPTED, EXTENSIONS, MAX_PIXELS, expand_paths, list_images, to_array
 from .preprocess import photo_to_dataset, prepare, to_dataset_form, to_model_input
+
+versions = package_versions  # deprecated: the old name of package_versions
 
 __all__ = [
     "Classifier", "Prediction", "PRECISIONS",
     "to_dataset_form", "prepare", "photo_to_dataset", "to_model_input", "to_array", "list_images", "expand_paths",
-    "ACCEPTED", "EXTENSIONS", "MAX_PIXELS", "devices", "versions", "sha256",
+    "ACCEPTED", "EXTENSIONS", "MAX_PIXELS", "devices", "package_versions", "versions", "sha256",
     "FmnistEdgeError", "ConfigError", "DeviceError", "ModelFileError", "ManifestError", "IntegrityError",
     "PrecisionNotAvailableError", "InputImageError", "ImageNotFoundError", "ImageDecodeError", "ImageTypeError",
     "ImageShapeError", "ImageSizeError", "ImageValueError",

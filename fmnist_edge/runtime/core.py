@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from ..versions import versions as _versions
+from .. import versions
 
 
 def _import_openvino():
@@ -65,6 +65,6 @@ def devices() -> list[dict]:
     return rows
 
 
-def versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
     """Installed versions of the runtime's and the training extra's packages (None: not installed)."""
-    return {**_versions(), "openvino (runtime build)": ov.get_version()}
+    return {**versions.package_versions(), "openvino (runtime build)": ov.get_version()}

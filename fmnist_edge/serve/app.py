@@ -11,24 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from pathlib import Path
 
 from ..contract import FIRST_VERSION, INSTALL_KIOSK
 from ..errors import ConfigError, require
-from .server import MAX_CONNECTIONS
+from .limits import BODY_TIMEOUT_S, DEFAULT_MAX_UPLOAD, MAX_CONNECTIONS, MAX_QUEUE
 
-DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-5 MB
-DRAIN_BYTES = 64 * 1024 * 1024  # a refused upload is read (and dropped) up to this much, so the client sees the 413
-DRAIN_S = 10.0
-BODY_TIMEOUT_S = 30.0  # an upload whose body has not all arrived by then is answered 408 and its connection closed
-INLINE_BATCH = 4  # FP32 batches up to this size run on the event loop (see v2_infer)
-INLINE_JSON = 64 * 1024  # larger request bodies are parsed in a worker thread, off the event loop
-MAX_QUEUE = 64  # requests waiting for or running in the worker threads; past that: 503 and Retry-After
-# extra headers by status: come back in a second; the rest of this connection's request is unread, close it
-STATUS_HEADERS = {503: {"retry-after": "1"}, 408: {"connection": "close"}, 413: {"connection": "close"}}
-STATIC = Path(__file__).with_name("static")
-# Content types a client may label an image upload with; the bytes are still sniffed by the decoder.
-IMAGE_TYPES = ("image/", "application/octet-stream")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -37,12 +24,6 @@ SECURITY_HEADERS = [
      b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
      b"connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
 ]
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class _SecurityHeaders:
@@ -74,17 +55,16 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from .handlers import Service
+    from .handlers import STATIC, Service
     from .metrics import Metrics, MetricsMiddleware
-    from .repository import Models
+    from .repository import ServedModel
 
     if max_upload_bytes < 1024:
         raise ConfigError(f"the upload limit must be at least 1 KiB, got {max_upload_bytes} bytes")
-    models = classifier if isinstance(classifier, Models) else Models(classifier, version)
+    models = classifier if isinstance(classifier, ServedModel) else ServedModel(classifier, version)
     version, current = models.get()
     metrics = Metrics(current, version)
-    if hasattr(models, "_on_swap"):
-        models._on_swap = metrics.set_model
+    models.add_swap_listener(metrics.set_model)
     s = Service(models, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},
                 body_timeout_s=body_timeout_s, max_queue=max_queue)
     app = Starlette(
@@ -111,7 +91,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """Bind before starting so that a taken port or a bad host is one clear error, not a server log."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -154,7 +134,7 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     def load(path):
         return Classifier.load(path, precision=precision, device=device, threads=threads)
 
-    sock = _listen(host, port)
+    sock = listen(host, port)
     if repository is not None:
         models = Repository(repository, load, log=log)
         version, clf = models.get()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -12,19 +13,23 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from ..errors import FmnistEdgeError, ImageSizeError, InputImageError
-from ..runtime import versions
+from ..runtime import package_versions
 from ..runtime.preprocess import FRAME_SHORT_SIDE
-from . import v2
-from .app import DRAIN_BYTES, DRAIN_S, IMAGE_TYPES, INLINE_BATCH, INLINE_JSON, STATIC, STATUS_HEADERS, _HTTPError
+from . import status, v2
+from .limits import DRAIN_BYTES, DRAIN_S, INLINE_BATCH, INLINE_JSON
 from .metrics import CONTENT_TYPE, Metrics
-from .repository import Models, UnknownVersion
+from .repository import ServedModel, UnknownVersion
+from .status import HTTPError
+
+STATIC = Path(__file__).with_name("static")  # the kiosk's page, script and style
+# Content types a client may label an image upload with; the bytes are still sniffed by the decoder.
+IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
 class Service:
     """What every request shares, and the handlers that use it."""
 
-    def __init__(self, models: Models, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
+    def __init__(self, models: ServedModel, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
                  body_timeout_s: float, max_queue: int):
         self.models, self.metrics = models, metrics
         self.max_upload_bytes, self.top_k, self.model_info = max_upload_bytes, top_k, model_info
@@ -32,7 +37,7 @@ class Service:
         self.started = time.monotonic()
         self.stats = {"predictions": 0, "rejected": 0}
         self.queued = 0  # requests waiting for or running in the worker threads
-        self.versions = versions()
+        self.packages = package_versions()
         self.limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
 
     # ---------------------------------------------------------------- shared steps
@@ -45,13 +50,13 @@ class Service:
             return self.models.get(asked)
         except UnknownVersion:
             raise v2.ProtocolError(f"model {v2.MODEL_NAME!r} has no version {asked!r} loaded; it serves "
-                                   f"{', '.join(self.models.versions())}", 404) from None
+                                   f"{', '.join(self.models.served_versions())}", 404) from None
 
     async def in_worker(self, fn, *args):
         """Run `fn` in the thread pool, unless `max_queue` requests already wait there: then 503 at once, so a
         burst is told to come back instead of growing a queue whose tail times out anyway."""
         if self.queued >= self.max_queue:
-            raise _HTTPError(503, f"the server is busy ({self.queued} requests in the queue); try again in a moment")
+            raise HTTPError(503, f"the server is busy ({self.queued} requests in the queue); try again in a moment")
         self.queued += 1
         try:
             return await run_in_threadpool(fn, *args)
@@ -63,22 +68,22 @@ class Service:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _drain(request.receive)
-            raise _HTTPError(413, f"upload of {int(declared):,} bytes is over the {self.limit_text} limit; send a smaller photo")
+            raise HTTPError(413, f"upload of {int(declared):,} bytes is over the {self.limit_text} limit; send a smaller photo")
         chunks, size = [], 0
         with anyio.move_on_after(self.body_timeout_s):  # a stalled upload must not hold a connection for ever
             while True:
                 message = await request.receive()
                 if message["type"] == "http.disconnect":
-                    raise _HTTPError(400, "the client went away before its upload ended")
+                    raise HTTPError(400, "the client went away before its upload ended")
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     await _drain(request.receive)
-                    raise _HTTPError(413, f"upload is over the {self.limit_text} limit; send a smaller photo")
+                    raise HTTPError(413, f"upload is over the {self.limit_text} limit; send a smaller photo")
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)
-        raise _HTTPError(408, f"the upload did not arrive within {self.body_timeout_s:g} s ({size:,} bytes came); send it again")
+        raise HTTPError(408, f"the upload did not arrive within {self.body_timeout_s:g} s ({size:,} bytes came); send it again")
 
     async def image_bytes(self, request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -90,32 +95,34 @@ class Service:
             try:
                 form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=10).parse()
             except MultiPartException as exc:
-                raise _HTTPError(400, f"malformed multipart upload ({exc.message}); send one file in the field 'image'") from None
+                raise HTTPError(400, f"malformed multipart upload ({exc.message}); send one file in the field 'image'") from None
             try:
                 upload = form.get("image")
                 if not isinstance(upload, UploadFile):
                     upload = next((v for _, v in form.multi_items() if isinstance(v, UploadFile)), None)
                 if upload is None:
-                    raise _HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
+                    raise HTTPError(400, "the multipart upload holds no file; send the photo in the field 'image'")
                 utype = (upload.content_type or "").split(";")[0].strip().lower()
                 if utype and not utype.startswith(IMAGE_TYPES):
-                    raise _HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; "
-                                          "send a PNG, JPEG, BMP or WebP photo")
+                    raise HTTPError(415, f"{upload.filename or 'the upload'} is {utype}, not an image; "
+                                         "send a PNG, JPEG, BMP or WebP photo")
                 data = await upload.read()
             finally:
                 await form.close()  # the parser spools a file part to a temporary file: drop it now
         elif not ctype or ctype.startswith(IMAGE_TYPES):
             data = body
         else:
-            raise _HTTPError(415, f"content type {ctype} is not an image; send a PNG, JPEG, BMP or WebP photo "
-                                  "as the body (Content-Type: image/...) or as multipart field 'image'")
+            raise HTTPError(415, f"content type {ctype} is not an image; send a PNG, JPEG, BMP or WebP photo "
+                                 "as the body (Content-Type: image/...) or as multipart field 'image'")
         if not data:
-            raise _HTTPError(400, "the upload is empty; send the bytes of a PNG, JPEG, BMP or WebP photo")
+            raise HTTPError(400, "the upload is empty; send the bytes of a PNG, JPEG, BMP or WebP photo")
         return data
 
-    def error(self, status: int, message: str) -> JSONResponse:
+    def error(self, exc: Exception, table: status.StatusTable) -> JSONResponse:
+        """`{"error": str(exc)}` with the status the protocol's `table` gives `exc`; counted as rejected."""
+        code = table.status(exc)
         self.stats["rejected"] += 1
-        return JSONResponse({"error": message}, status_code=status, headers=STATUS_HEADERS.get(status))
+        return JSONResponse({"error": str(exc)}, status_code=code, headers=status.HEADERS.get(code))
 
     # ---------------------------------------------------------------- the kiosk's JSON API and page
 
@@ -131,14 +138,8 @@ class Service:
                 return p, time.perf_counter() - t
 
             prediction, seconds = await self.in_worker(classify)
-        except _HTTPError as exc:
-            return self.error(exc.status, str(exc))
-        except ImageSizeError as exc:
-            return self.error(413, str(exc))
-        except InputImageError as exc:
-            return self.error(422, str(exc))
-        except FmnistEdgeError as exc:  # the model itself failed: the kiosk's watchdog should know
-            return self.error(500, str(exc))
+        except status.KIOSK.errors as exc:
+            return self.error(exc, status.KIOSK)
         self.stats["predictions"] += 1
         return JSONResponse({
             **prediction.to_dict(),  # the schema `predict --json` prints too
@@ -151,8 +152,8 @@ class Service:
         return JSONResponse({
             "status": "ok",
             "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
-                      "versions": self.models.versions(), **self.model_info},
-            "versions": self.versions,
+                      "versions": self.models.served_versions(), **self.model_info},
+            "packages": self.packages,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "predictions": self.stats["predictions"],
             "rejected": self.stats["rejected"],
@@ -161,9 +162,6 @@ class Service:
         })
 
     # ---------------------------------------------------------------- Open Inference Protocol (KServe v2)
-
-    def v2_error(self, exc: Exception, status: int) -> JSONResponse:
-        return self.error(status, str(exc))
 
     async def v2_server(self, request: Request) -> JSONResponse:
         return JSONResponse({"name": "fmnist-edge", "version": _package_version(),
@@ -178,15 +176,15 @@ class Service:
     async def v2_model(self, request: Request) -> JSONResponse:
         try:
             self.model_for(request)
-        except v2.ProtocolError as exc:
-            return self.v2_error(exc, exc.status)
-        return JSONResponse(v2.model_metadata(self.models.versions()))
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
+        return JSONResponse(v2.model_metadata(self.models.served_versions()))
 
     async def v2_model_ready(self, request: Request) -> JSONResponse:
         try:
             self.model_for(request)
-        except v2.ProtocolError as exc:
-            return self.v2_error(exc, exc.status)
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
         return JSONResponse({"name": v2.MODEL_NAME, "ready": True})
 
     async def v2_infer(self, request: Request) -> Response:
@@ -208,14 +206,8 @@ class Service:
             # a small FP32 batch is a sub-millisecond model call: on the event loop it costs less than the hop to
             # a worker thread and back; photos (decoding, milliseconds) and large batches go to the thread pool
             probs = infer() if req.tensor is not None and req.batch <= INLINE_BATCH else await self.in_worker(infer)
-        except v2.ProtocolError as exc:
-            return self.v2_error(exc, exc.status)
-        except _HTTPError as exc:
-            return self.v2_error(exc, exc.status)
-        except InputImageError as exc:  # the protocol has one status for a bad request
-            return self.v2_error(exc, 413 if isinstance(exc, ImageSizeError) else 400)
-        except FmnistEdgeError as exc:
-            return self.v2_error(exc, 500)
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
         self.stats["predictions"] += req.batch
         body, headers = v2.encode_response(probs, served, req.id, req.binary_output)
         return Response(body, headers=headers)

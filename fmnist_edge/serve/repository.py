@@ -29,32 +29,40 @@ class UnknownVersion(LookupError):
     """A version that is not loaded (never was, was refused, or was released)."""
 
 
-class Models:
-    """One fixed classifier as version `version`: what `serve --model` serves."""
+class ServedModel:
+    """The model a server serves, by version: here one fixed classifier as version `version` (what `serve --model`
+    serves); `Repository` serves the versions of a folder, hot reloaded."""
 
     def __init__(self, classifier, version: str):
         self._version, self._classifier = version, classifier
+        self._swap_listeners: list[Callable[[str, object], None]] = []
 
     def get(self, version: str | None = None):
         if version is not None and version != self._version:
             raise UnknownVersion(version)
         return self._version, self._classifier
 
-    def versions(self) -> list[str]:
+    def served_versions(self) -> list[str]:
+        """The versions a request may ask for, oldest first."""
         return [self._version]
+
+    def add_swap_listener(self, listener: Callable[[str, object], None]) -> None:
+        """Call `listener(version, classifier)` after each new version is swapped in (a fixed model never is)."""
+        self._swap_listeners.append(listener)
 
     def close(self) -> None:
         pass
 
 
-class Repository(Models):
+class Repository(ServedModel):
     """The versions of `root`/fmnist/ (or of `root` itself when it is that folder), newest verified first."""
 
     def __init__(self, root, load: Callable[[Path], object], log: Callable[[str], None] = print,
                  poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None):
         root = Path(root)
         self.base = root if root.name == MODEL_NAME and not (root / MODEL_NAME).is_dir() else root / MODEL_NAME
-        self._load, self._log, self._poll_s, self._on_swap = load, log, poll_s, on_swap
+        self._load, self._log, self._poll_s = load, log, poll_s
+        self._swap_listeners = [] if on_swap is None else [on_swap]
         self._lock = threading.Lock()
         self._loaded: dict[str, object] = {}  # version -> classifier, oldest first
         self._current: str | None = None
@@ -81,7 +89,7 @@ class Repository(Models):
                 raise UnknownVersion(version)
             return key, self._loaded[key]
 
-    def versions(self) -> list[str]:
+    def served_versions(self) -> list[str]:
         with self._lock:
             return list(self._loaded)
 
@@ -145,6 +153,6 @@ class Repository(Models):
             for old in sorted(self._loaded, key=int)[:-KEEP]:
                 del self._loaded[old]  # released when the last request holding it ends
         self._log(f"repository: serving version {self._current} ({clf.precision}, {time.strftime('%H:%M:%S')})")
-        if self._on_swap is not None:
-            self._on_swap(self._current, self._loaded[self._current])
+        for listener in self._swap_listeners:
+            listener(self._current, self._loaded[self._current])
         return True

@@ -15,9 +15,8 @@ import socket
 
 from ..contract import INSTALL_KIOSK
 from ..errors import require
+from .limits import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 
-HEADER_TIMEOUT_S = 10.0
-MAX_CONNECTIONS = 512
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                     b"content-length: %d\r\n\r\n%s")
 

@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract import INPUT_NAME, INPUT_SHAPE, MODEL_NAME, NUM_CLASSES, OUTPUT_NAME, input_shape_text
+from .status import HTTPError
 
 MAX_BATCH = 64  # batch elements per request
 HEADER_LENGTH = "inference-header-content-length"
 DATATYPES = {"FP32": np.float32}
 
 
-class ProtocolError(Exception):
+class ProtocolError(HTTPError):
     """A request the protocol refuses: `status` (400 or 404) and a one-line message."""
 
     def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
 
 
 @dataclass

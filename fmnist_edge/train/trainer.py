@@ -16,7 +16,7 @@ from ..atomic import atomic_dir
 from ..errors import ArtifactError
 from ..host import StealMeter
 from ..quiet import keras as _keras
-from ..versions import versions
+from ..versions import package_versions
 from . import resume as checkpoints
 from .bnstats import IMAGES as BN_IMAGES
 from .bnstats import recalibrate
@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
             "data": {"source": sp.source, "train": len(sp.x_train), "validation": len(sp.x_val), "test": len(sp.x_test)},
             "device": device_desc,
             "precision": policy,  # training compute; the saved model is float32
-            "versions": versions(),
+            "versions": package_versions(),
             "wall_time_s": round(wall, 1),
             "cpu_steal_s": steal.seconds,  # CPU time the VM's host took during training (noise in wall_time_s)
             "epochs_run": len(history.get("loss", [])),

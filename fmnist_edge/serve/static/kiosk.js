@@ -154,7 +154,7 @@ async function loadInfo() {
     maxUpload = h.max_upload_bytes || MAX_UPLOAD_FALLBACK;
     frameShortSide = h.frame_short_side || FRAME_SHORT_SIDE_FALLBACK;
     $("model-info").textContent =
-      `fmnist-edge kiosk · ${h.model.precision} on ${h.model.device} · OpenVINO ${h.versions.openvino || ""}`;
+      `fmnist-edge kiosk · ${h.model.precision} on ${h.model.device} · OpenVINO ${h.packages.openvino || ""}`;
   } catch (_) { /* the footer is decoration */ }
 }
 
