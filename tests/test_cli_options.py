@@ -57,6 +57,7 @@ def test_loading_the_cli_loads_neither_openvino_nor_tensorflow():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
 
+
 CONFIGS = [("train", TrainConfig), ("convert", ConvertConfig), ("bench", BenchConfig), ("compare", CompareConfig)]
 
 
