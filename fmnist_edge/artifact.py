@@ -501,6 +501,7 @@ class Bench:
         return self.raw["results"]
 
     soak = property(lambda self: self.raw.get("soak"))
+    auto = property(lambda self: (self.raw.get("auto") or {}).get("precision", "fp32"))  # what precision auto chose
     machine = property(lambda self: self.raw["machine"])
     cpu = property(lambda self: self.machine.get("cpu"))
     isa = property(lambda self: self.machine.get("isa"))

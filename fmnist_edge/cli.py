@@ -441,17 +441,17 @@ def compare(sweep, **opts):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """List the OpenVINO devices and the installed package versions (without importing TensorFlow)."""
-    from .runtime import devices, versions
+    from .runtime import devices, package_versions
 
-    found, vers = devices(), versions()
+    found, vers = devices(), package_versions()
     if as_json:
-        click.echo(json.dumps({"devices": found, "versions": vers}, indent=2))
+        click.echo(json.dumps({"devices": found, "packages": vers}, indent=2))
         return
     click.echo("OpenVINO devices:")
     for d in found:
         caps = ", ".join(d["optimization_capabilities"] or [])
         click.echo(f"  {d['device']:<8} {d['full_device_name'] or '?'}" + (f"  [{caps}]" if caps else ""))
-    click.echo("versions:")
+    click.echo("packages:")
     for name, version in vers.items():
         click.echo(f"  {name:<24} {version or 'not installed'}")
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from fmnist_edge import host
-from fmnist_edge.benchmarks.bench import TARGETS, BenchConfig, ratios
+from fmnist_edge.benchmarks.bench import TARGETS, BenchConfig, missed, ratios
 from fmnist_edge.benchmarks.loop import timed_loop
 from fmnist_edge.cli import cli
 from fmnist_edge.errors import ConfigError
@@ -80,6 +80,7 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     assert ba["accuracy"] is None and ba["cold_start_s"] is None
     assert "openvino_vs_tensorflow_latency_speedup" in result["ratios"] and "openvino_latency_vs_benchmark_app" in result["ratios"]
     assert result["ratios"]["soak_mismatches"] == {"value": 0.0, "target": "<= 0", "met": True}
+    assert result["auto"]["precision"] in result["auto"]["candidates"]  # what Classifier.load(..., "auto") chose
     assert result["soak"]["mismatches"] == 0 and result["soak"]["predictions"] == 400
     with open(out / "bench.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
@@ -123,13 +124,31 @@ def test_ratios_compare_against_targets():
             row("openvino", "int8", 1, "sync", 40, 30000, 0.898),
             row("onnxruntime", "fp32", 1, "sync", 60, 15000, 0.9)]
     r = ratios(rows)
-    assert r["openvino_vs_tensorflow_latency_speedup"] == {"value": 60.0, "target": ">= 30", "met": True}
-    assert r["openvino_latency_vs_best_peer"]["met"] is True
+    assert r["openvino_vs_tensorflow_latency_speedup"] == {"value": 60.0, "target": None, "met": None}
+    assert r["openvino_latency_vs_best_peer"] == {"value": 0.8333, "target": "<= 1.0", "met": True}
     assert r["openvino_vs_tensorflow_peak_rss"]["value"] == 0.15
     assert r["int8_accuracy_drop_vs_fp32"]["met"] is True
-    assert ratios(rows[:1] + [{**rows[1], "latency_us": {"p50": 200}}])["openvino_vs_tensorflow_latency_speedup"]["met"] is False
-    assert set(r) <= set(TARGETS) and "soak_rss_growth_mb" not in r
+    slow = ratios(rows[:1] + [{**rows[1], "latency_us": {"p50": 200}}] + rows[2:])
+    assert slow["openvino_latency_vs_best_peer"]["met"] is False and missed(slow) == ["openvino_latency_vs_best_peer"]
+    assert set(r) <= set(TARGETS) and "soak_rss_growth_mb" not in r and "openvino_fp32_latency_vs_best_peer" not in r
     assert ratios(rows, {"rss_growth_mb": 12.0, "mismatches": 0})["soak_rss_growth_mb"]["met"] is False
+
+
+def test_ratios_judge_the_precision_auto_chose_with_fp32_beside_it():
+    def row(b, p, bs, p50, ips, acc=0.9):
+        return {"backend": b, "precision": p, "batch_size": bs, "mode": "sync", "latency_us": {"p50": p50},
+                "throughput_ips": ips, "accuracy": acc}
+    rows = [row("tensorflow", "fp32", 64, 3000, 1000), row("tensorflow", "fp32", 1, 300, 3000),
+            row("openvino", "fp32", 1, 120, 8000), row("openvino", "fp32", 64, 900, 2500),
+            row("openvino", "int8", 1, 80, 12000), row("openvino", "int8", 64, 500, 4000),
+            row("onnxruntime", "fp32", 1, 100, 9000)]
+    r = ratios(rows, auto="int8")
+    assert r["openvino_latency_vs_best_peer"] == {"value": 0.8, "target": "<= 1.0", "met": True}
+    assert r["openvino_fp32_latency_vs_best_peer"] == {"value": 1.2, "target": None, "met": None}
+    assert r["openvino_vs_tensorflow_throughput"] == {"value": 4.0, "target": ">= 3", "met": True}
+    assert r["openvino_fp32_vs_tensorflow_throughput"]["value"] == 2.6667
+    assert missed(r) == [] and missed(ratios(rows)) == ["openvino_latency_vs_best_peer", "openvino_vs_tensorflow_throughput"]
+    assert ratios(rows, auto="bf16") == ratios(rows)  # a choice that was not measured: fp32 is judged
 
 
 def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(converted, fmnist):

@@ -117,8 +117,8 @@ def test_info_lists_devices_and_versions():
     r = _run("info", "--json")
     info = json.loads(r.output)
     cpu = [d for d in info["devices"] if d["device"] == "CPU"][0]
-    assert cpu["full_device_name"] and info["versions"]["openvino"].startswith("2026.4")
-    assert np.all([isinstance(v, (str, type(None))) for v in info["versions"].values()])
+    assert cpu["full_device_name"] and info["packages"]["openvino"].startswith("2026.4")
+    assert np.all([isinstance(v, (str, type(None))) for v in info["packages"].values()])
 
 
 def test_predict_defaults_to_the_precision_auto_picks(artifacts, pictures):

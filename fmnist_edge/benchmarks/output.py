@@ -43,9 +43,11 @@ def table(result: dict) -> str:
             f"{_fmt(sp, '.1f') + 'x' if sp else '-':>8}"
         )
     if result.get("ratios"):
-        lines += ["", "ratios (target, met?):"]
+        auto = (result.get("auto") or {}).get("precision")
+        lines += ["", f"ratios (target, met?); openvino = precision auto{f' ({auto})' if auto else ''}, openvino_fp32 beside it:"]
         for name, r in result["ratios"].items():
-            lines.append(f"  {name:<44}{r['value']:>10.3f}   target {r['target']:<8} {'yes' if r['met'] else 'NO'}")
+            verdict = f"target {r['target']:<8} {'yes' if r['met'] else 'NO'}" if r["target"] else "(no target)"
+            lines.append(f"  {name:<44}{r['value']:>10.3f}   {verdict}")
     for e in result.get("errors", []):
         lines.append(f"  {e['backend']}/{e['precision']}: not measured: {e['error']}")
     m = result.get("machine", {})
