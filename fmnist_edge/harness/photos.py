@@ -1,7 +1,7 @@
 """Camera-like photos of Fashion-MNIST test images: the inputs a kiosk really sees, seeded and reproducible.
 
 A test image (bright garment on black, 28x28) is turned into what a camera hands over: the garment dark on a
-light (or, for `dark`, bright on a dark) background, upscaled to fill 30-90% of the frame's short side, off
+light (or, for `dark`, bright on a dark) background, sometimes underexposed (`dim`), upscaled to fill 30-90% of the frame's short side, off
 centre, slightly rotated, lit unevenly (a gradient and vignetting), with a colour cast, sensor noise, and
 saved as a JPEG of quality 70-95, sometimes turned and tagged with an EXIF orientation as phones do.
 
@@ -41,6 +41,7 @@ class Condition:
     quality: tuple[int, int] = (90, 95)
     exif: bool = False  # stored turned by 90/180/270 degrees with the EXIF orientation that turns it upright
     offset: float = 0.8  # how far off centre, as a fraction of the free room on each axis
+    exposure: tuple[float, float] = (1.0, 1.0)  # the light's level: 0.3 makes a white background mid-grey
 
 
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
@@ -58,6 +59,9 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("camera", "all of the above at once (light backgrounds)", fill=(0.3, 0.9), noise=(2, 6),
               gradient=(0.0, 0.15), vignette=(0.0, 0.2), cast=0.08, backgrounds=("white", "grey", "beige"),
               rotate=6.0, quality=(70, 95), exif=True, offset=1.0),
+    Condition("dim", "underexposed: a light background shot mid-grey (exposure 25-50%), light falling off to one "
+              "side by 10-30%, strong sensor noise 4-10, JPEG 70-95", exposure=(0.25, 0.5), gradient=(0.1, 0.3),
+              noise=(4, 10), backgrounds=("white", "grey", "beige"), quality=(70, 95)),
 )}
 
 
@@ -103,13 +107,14 @@ def camera_photo(img: np.ndarray, condition: Condition, size: tuple[int, int], r
         bg = np.asarray(LIGHT_BACKGROUNDS[bg_name], np.float32) * float(rng.uniform(0.94, 1.0))
         refl = (1.0 - dark)[:, :, None] * bg  # (H, W, 3)
 
-    light = np.ones((h, w), np.float32)
+    exposure = u(condition.exposure)
+    light = np.full((h, w), exposure, np.float32)
     g = u(condition.gradient)
     if g:
         theta = rng.uniform(0, 2 * math.pi)
         xs = (np.arange(w, dtype=np.float32) / max(1, w - 1) - 0.5)[None, :]
         ys = (np.arange(h, dtype=np.float32) / max(1, h - 1) - 0.5)[:, None]
-        light = light + g * (math.cos(theta) * xs + math.sin(theta) * ys)
+        light = light * (1.0 + g * (math.cos(theta) * xs + math.sin(theta) * ys))
     vig = u(condition.vignette)
     if vig:
         xs = (np.arange(w, dtype=np.float32) / max(1, w - 1) * 2 - 1)[None, :]
@@ -142,8 +147,8 @@ def camera_photo(img: np.ndarray, condition: Condition, size: tuple[int, int], r
         kw["exif"] = exif
     pixels.save(buf, format=fmt, **kw)
     meta = {"fill": round(fill, 3), "angle": round(angle, 2), "background": "dark" if condition.dark else bg_name,
-            "noise": round(sigma, 2), "gradient": round(g, 3), "vignette": round(vig, 3), "quality": quality,
-            "orientation": orientation, "offset": (x0, y0)}
+            "noise": round(sigma, 2), "exposure": round(exposure, 3), "gradient": round(g, 3), "vignette": round(vig, 3),
+            "quality": quality, "orientation": orientation, "offset": (x0, y0)}
     return buf.getvalue(), meta
 
 

@@ -24,8 +24,10 @@ them hold for camera frames, which the paper's studio photos never were:
 - **Contrast.** After the flat-field correction the garment's darkness is stretched so that its darkest
   pixel is 255, as in the data set, so exposure and a dark-on-light versus light-on-dark shot matter less.
 
-Polarity comes from the border: a frame whose background is dark already has the data set's polarity and
-is inverted first, so the rest works on a light background. Dataset form -- a single-channel 28x28 input --
+Polarity comes from the object, not from how bright the frame is: a frame whose object stands out from the
+fitted background more by being lighter than by being darker (summed over the pixels past each threshold) has the
+data set's polarity and is negated, so the rest works on a dark garment on a light background. A dim, mid-grey
+background with a darker garment is a photo like any other. Dataset form -- a single-channel 28x28 input --
 passes through unchanged. Dataset form becomes the model input (pixel / 255) in one place, `data.normalize`,
 which the Classifier writes straight into its infer requests; `to_model_input` is its checked front for the
 converter's checks and the benchmarks.
@@ -60,7 +62,7 @@ _SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)
 def to_dataset_form(image, polarity: str = "auto") -> np.ndarray:
     """Any accepted image -> dataset form: uint8 (28, 28), bright garment on black.
 
-    polarity: "auto" (negate when the border is light), "photo" (always negate: dark garment on light
+    polarity: "auto" (negate when the object is darker than its background), "photo" (always negate: dark garment on light
     background) or "dataset" (never negate: bright garment on dark background). Dataset form -- a
     single-channel 28x28 input -- is returned unchanged whatever the polarity (float input as uint8).
     """
@@ -99,13 +101,18 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     take, A = _design(h, w)
     band = det.ravel()[take]  # a sample of the border band
     level = float(np.partition(band, len(band) // 2)[len(band) // 2])  # the band's median
-    invert = polarity == "dataset" or (polarity == "auto" and level < 128.0)
-    if invert:  # work on a light background, as the paper did
-        det, band, level = 255.0 - det, 255.0 - band, 255.0 - level
     coef, noise = _background(band, A, level)
-    gx, gy = _grid(w, h)
-    dark = 1.0 - det / np.maximum(_surface(coef, gx, gy), 1.0)
-    box = _largest_object(dark > max(TRIM, NOISE_SIGMAS * noise))
+    surf = _surface(coef, *_grid(w, h))
+    garment = 1.0 - det / np.maximum(surf, 1.0) > max(TRIM, NOISE_SIGMAS * noise)  # darker than the background
+    if polarity == "auto":
+        invert = _lighter_object(det - surf, garment, surf, NOISE_SIGMAS * noise * max(level, 1.0))
+    else:
+        invert = polarity == "dataset"
+    if invert:  # work on a light background, as the paper did: the negated frame's light is 255 - the surface
+        coef = np.array([255.0, 0, 0, 0, 0, 0]) - coef
+        noise *= max(level, 1.0) / max(255.0 - level, 1.0)  # the same noise, against the negated background
+        garment = (det - surf) / np.maximum(255.0 - surf, 1.0) > max(TRIM, NOISE_SIGMAS * noise)
+    box = _largest_object(garment)
     if box is None:
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
     r0, r1, c0, c1 = box
@@ -140,6 +147,15 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     canvas = Image.new("L", (SIZE, SIZE), 255)
     canvas.paste(photo, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
     return 255 - np.asarray(canvas)
+
+
+def _lighter_object(diff: np.ndarray, darker: np.ndarray, surf: np.ndarray, noise_levels: float) -> bool:
+    """Whether what stands out from the background stands out by being lighter: the grey levels by which pixels
+    are lighter than the fitted light (past 5% of the room above it and the noise) against those by which the
+    `darker` pixels are darker. In grey levels, not fractions: near a white background's clipped highlights a
+    few levels of noise are a large fraction of the little room left, but they are few levels."""
+    lighter = diff > np.maximum(TRIM * (255.0 - surf), noise_levels)
+    return float(diff[lighter].sum()) > -float(diff[darker].sum())
 
 
 def _band_width(h: int, w: int) -> int:
