@@ -375,14 +375,21 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
               help="Open connections at most; requests past that are answered 503.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=MAX_QUEUE, show_default=True,
               help="Requests waiting for the model at most; past that they are answered 503 with Retry-After.")
-def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue):
+@click.option("--max-batch-delay-us", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+              help="Dynamic batching: how long a v2 infer request may wait for others to share its model call "
+                   "(0: each runs alone).")
+@click.option("--preferred-batch-size", "preferred", type=click.IntRange(1, 64), multiple=True,
+              help="A batch size to send as soon as that many images wait (repeatable) [default: 64].")
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue,
+          max_batch_delay_us, preferred):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2) and
     Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model repository."""
     from .serve import serve as run
 
     run(model_dir, precision=precision, device=device, host=host, port=port,
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
-        max_connections=max_connections, max_queue=max_queue)
+        max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
+        preferred_batch_sizes=tuple(preferred))
 
 
 @cli.command()

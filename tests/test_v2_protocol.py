@@ -136,3 +136,51 @@ def test_metrics_count_requests_by_route_and_time_the_stages(url, client, fmnist
     assert 'fmnist_edge_model_info{device="CPU",inference_precision="f32",model="fmnist",precision="fp32",version="1"} 1.0' in text
     assert value("fmnist_edge_uptime_seconds") > 0 and "fmnist_edge_requests_in_flight" in text
     assert "/v2/models/fmnist/infer" not in text  # raw paths never become labels
+
+
+@pytest.mark.parametrize("binary_out", [True, False])
+def test_classification_extension_gives_score_index_label_strings(client, clf, fmnist, binary_out):
+    x = to_model_input(fmnist.x_test[:4])
+    inp = httpclient.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    out = httpclient.InferRequestedOutput("probabilities", binary_data=binary_out, class_count=3)
+    got = client.infer("fmnist", [inp], outputs=[out]).as_numpy("probabilities")
+    assert got.shape == (4, 3)
+    probs = clf.predict_proba(fmnist.x_test[:4])
+    for row, p in zip(got, probs, strict=True):
+        fields = [(b if isinstance(b, bytes) else str(b).encode()).decode().split(":") for b in row]
+        assert [int(f[1]) for f in fields] == list(np.argsort(-p)[:3])
+        assert [f[2] for f in fields] == [clf.class_names[int(f[1])] for f in fields]
+        np.testing.assert_allclose([float(f[0]) for f in fields], np.sort(p)[::-1][:3], atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [0, 11, "3", True])
+def test_a_class_count_outside_the_classes_is_a_bad_request(url, k):
+    body = _one("image", "FP32", [1, 28, 28, 1], [0.0] * 784)
+    body["outputs"] = [{"name": "probabilities", "parameters": {"classification": k}}]
+    got, raw = _post(url, "/v2/models/fmnist/infer", json.dumps(body).encode())
+    assert got == 400 and "classification" in json.loads(raw)["error"]
+
+
+def test_statistics_extension_counts_requests_and_their_stages(client, fmnist):
+    before = client.get_inference_statistics("fmnist")["model_stats"][0]
+    _infer(client, to_model_input(fmnist.x_test[:3]))
+    _infer(client, to_model_input(fmnist.x_test[:1]))
+    with pytest.raises(InferenceServerException):
+        _infer(client, np.full((1, 28, 28, 1), 2.0, np.float32))  # outside [0, 1]: refused by the model's check
+    stats = client.get_inference_statistics("fmnist")
+    (row,) = stats["model_stats"]
+    assert row["name"] == "fmnist" and row["version"] == "1"
+    assert row["inference_count"] - before["inference_count"] == 4
+    assert row["execution_count"] - before["execution_count"] == 2
+    s, b = row["inference_stats"], before["inference_stats"]
+    assert s["success"]["count"] - b["success"]["count"] == 2 and s["fail"]["count"] - b["fail"]["count"] == 1
+    for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert s[stage]["count"] - b[stage]["count"] == 2 and s[stage]["ns"] >= b[stage]["ns"]
+    assert s["compute_infer"]["ns"] > b["compute_infer"]["ns"] and row["last_inference"] > 0
+    assert {r["batch_size"] for r in row["batch_stats"]} >= {1, 3}
+    assert client.get_inference_statistics()["model_stats"][0]["version"] == "1"  # every model: GET /v2/models/stats
+    assert client.get_inference_statistics("fmnist", "1") == stats
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        client.get_inference_statistics("shoes")
+    assert {"statistics", "classification"} <= set(client.get_server_metadata()["extensions"])

@@ -45,9 +45,11 @@ class _SecurityHeaders:
 
 
 def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
-               version: str = FIRST_VERSION, body_timeout_s: float = BODY_TIMEOUT_S, max_queue: int = MAX_QUEUE):
+               version: str = FIRST_VERSION, body_timeout_s: float = BODY_TIMEOUT_S, max_queue: int = MAX_QUEUE,
+               max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = ()):
     """The ASGI app around `classifier`: a loaded `fmnist_edge.runtime.Classifier` (served as model `fmnist`,
-    version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests."""
+    version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests.
+    `max_batch_delay_us` > 0 merges concurrent infer requests into batches (see batching.py)."""
     require("starlette", INSTALL_KIOSK)
     require("python_multipart", INSTALL_KIOSK)
     require("prometheus_client", INSTALL_KIOSK)
@@ -56,6 +58,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     from starlette.staticfiles import StaticFiles
 
     from .handlers import STATIC, Service
+    from .inference import Inference
     from .metrics import Metrics, MetricsMiddleware
     from .repository import ServedModel
 
@@ -65,8 +68,10 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     version, current = models.get()
     metrics = Metrics(current, version)
     models.add_swap_listener(metrics.set_model)
-    s = Service(models, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},
-                body_timeout_s=body_timeout_s, max_queue=max_queue)
+    core = Inference(models, metrics=metrics, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
+                     preferred_batch_sizes=preferred_batch_sizes)
+    s = Service(core, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},
+                body_timeout_s=body_timeout_s)
     app = Starlette(
         routes=[
             Route("/", s.page, methods=["GET"]),
@@ -76,17 +81,21 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             Route("/v2", s.v2_server, methods=["GET"]),
             Route("/v2/health/live", s.v2_live, methods=["GET"]),
             Route("/v2/health/ready", s.v2_ready, methods=["GET"]),
+            Route("/v2/models/stats", s.v2_stats, methods=["GET"]),  # all models; before {name} matches "stats"
             Route("/v2/models/{name}", s.v2_model, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}", s.v2_model, methods=["GET"]),
             Route("/v2/models/{name}/ready", s.v2_model_ready, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}/ready", s.v2_model_ready, methods=["GET"]),
             Route("/v2/models/{name}/infer", s.v2_infer, methods=["POST"]),
             Route("/v2/models/{name}/versions/{version}/infer", s.v2_infer, methods=["POST"]),
+            Route("/v2/models/{name}/stats", s.v2_stats, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/stats", s.v2_stats, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={500: s.server_error},
     )
     app.state.models = models
+    app.state.inference = core
     app.state.metrics = metrics
     return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
 
@@ -124,7 +133,8 @@ def is_loopback(host: str) -> bool:
 
 def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU", host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
-          repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE) -> None:
+          repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
+          max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = ()) -> None:
     """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
     and the inference protocol until interrupted."""
     from ..runtime import Classifier
@@ -142,7 +152,8 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     else:
         clf = models = load(model)
         source = model
-    app = create_app(models, max_upload_bytes=max_upload_bytes, max_queue=max_queue)
+    app = create_app(models, max_upload_bytes=max_upload_bytes, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
+                     preferred_batch_sizes=preferred_batch_sizes)
     shown = f"[{host}]" if ":" in host else host
     chosen = f"{clf.precision}, chosen by auto" if clf.choice else clf.precision
     log(f"model: {source} ({chosen} on {clf.device}, computes in {clf.inference_precision})")

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -16,9 +15,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from ..runtime import package_versions
 from ..runtime.preprocess import FRAME_SHORT_SIDE
 from . import status, v2
-from .limits import DRAIN_BYTES, DRAIN_S, INLINE_BATCH, INLINE_JSON
+from .inference import Inference
+from .limits import DRAIN_BYTES, DRAIN_S, INLINE_JSON
 from .metrics import CONTENT_TYPE, Metrics
-from .repository import ServedModel, UnknownVersion
 from .status import HTTPError
 
 STATIC = Path(__file__).with_name("static")  # the kiosk's page, script and style
@@ -29,14 +28,13 @@ IMAGE_TYPES = ("image/", "application/octet-stream")
 class Service:
     """What every request shares, and the handlers that use it."""
 
-    def __init__(self, models: ServedModel, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
-                 body_timeout_s: float, max_queue: int):
-        self.models, self.metrics = models, metrics
+    def __init__(self, core: Inference, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
+                 body_timeout_s: float):
+        self.core, self.models, self.metrics = core, core.models, metrics
         self.max_upload_bytes, self.top_k, self.model_info = max_upload_bytes, top_k, model_info
-        self.body_timeout_s, self.max_queue = body_timeout_s, max_queue
+        self.body_timeout_s = body_timeout_s
         self.started = time.monotonic()
         self.stats = {"predictions": 0, "rejected": 0}
-        self.queued = 0  # requests waiting for or running in the worker threads
         self.packages = package_versions()
         self.limit_text = f"{max_upload_bytes / 2**20:.1f} MiB"
 
@@ -44,24 +42,7 @@ class Service:
 
     def model_for(self, request: Request):
         """(version, classifier) for this request: the one asked for in the path, else the current one."""
-        name, asked = request.path_params.get("name", v2.MODEL_NAME), request.path_params.get("version")
-        v2.check_model(name)
-        try:
-            return self.models.get(asked)
-        except UnknownVersion:
-            raise v2.ProtocolError(f"model {v2.MODEL_NAME!r} has no version {asked!r} loaded; it serves "
-                                   f"{', '.join(self.models.served_versions())}", 404) from None
-
-    async def in_worker(self, fn, *args):
-        """Run `fn` in the thread pool, unless `max_queue` requests already wait there: then 503 at once, so a
-        burst is told to come back instead of growing a queue whose tail times out anyway."""
-        if self.queued >= self.max_queue:
-            raise HTTPError(503, f"the server is busy ({self.queued} requests in the queue); try again in a moment")
-        self.queued += 1
-        try:
-            return await run_in_threadpool(fn, *args)
-        finally:
-            self.queued -= 1
+        return self.core.model(request.path_params.get("name", v2.MODEL_NAME), request.path_params.get("version"))
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.max_upload_bytes
@@ -137,7 +118,7 @@ class Service:
                 self.metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
                 return p, time.perf_counter() - t
 
-            prediction, seconds = await self.in_worker(classify)
+            prediction, seconds = await self.core.in_worker(classify)
         except status.KIOSK.errors as exc:
             return self.error(exc, status.KIOSK)
         self.stats["predictions"] += 1
@@ -165,7 +146,7 @@ class Service:
 
     async def v2_server(self, request: Request) -> JSONResponse:
         return JSONResponse({"name": "fmnist-edge", "version": _package_version(),
-                             "extensions": ["binary_tensor_data"]})
+                             "extensions": list(v2.EXTENSIONS)})
 
     async def v2_live(self, request: Request) -> JSONResponse:
         return JSONResponse({"live": True})
@@ -193,24 +174,20 @@ class Service:
             served, clf = self.model_for(request)  # held to the end of the request, whatever is swapped in meanwhile
             body = await self.read_body(request)
             req = (v2.decode_request(body, request.headers) if len(body) <= INLINE_JSON
-                   else await self.in_worker(v2.decode_request, body, request.headers))
-
-            def infer():
-                t0 = time.perf_counter()
-                x = req.tensor if req.tensor is not None else clf.to_input(req.photos)
-                t1 = time.perf_counter()
-                probs = clf.predict_tensor(x)
-                self.metrics.observe_model(endpoint, None if req.tensor is not None else t1 - t0, time.perf_counter() - t1)
-                return probs
-
-            # a small FP32 batch is a sub-millisecond model call: on the event loop it costs less than the hop to
-            # a worker thread and back; photos (decoding, milliseconds) and large batches go to the thread pool
-            probs = infer() if req.tensor is not None and req.batch <= INLINE_BATCH else await self.in_worker(infer)
+                   else await self.core.in_worker(v2.decode_request, body, request.headers))
+            body, headers = await self.core.infer(req, served, clf, endpoint, lambda probs: v2.encode_response(
+                probs, served, req.id, req.binary_output, req.classification, clf.class_names))
         except status.V2.errors as exc:
             return self.error(exc, status.V2)
         self.stats["predictions"] += req.batch
-        body, headers = v2.encode_response(probs, served, req.id, req.binary_output)
         return Response(body, headers=headers)
+
+    async def v2_stats(self, request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(self.core.statistics(request.path_params.get("name", ""),
+                                                     request.path_params.get("version")))
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -28,6 +28,7 @@ from ..contract import INPUT_NAME, INPUT_SHAPE, MODEL_NAME, NUM_CLASSES, OUTPUT_
 from .status import HTTPError
 
 MAX_BATCH = 64  # batch elements per request
+EXTENSIONS = ("binary_tensor_data", "classification", "statistics")
 HEADER_LENGTH = "inference-header-content-length"
 DATATYPES = {"FP32": np.float32}
 
@@ -47,6 +48,7 @@ class InferRequest:
     tensor: np.ndarray | None = None  # float32 (N, 28, 28, 1)
     photos: list[bytes] = field(default_factory=list)
     binary_output: bool = False
+    classification: int | None = None  # the classification extension: the top K as "score:index:label" strings
 
     @property
     def batch(self) -> int:
@@ -104,7 +106,11 @@ def decode_request(body: bytes, headers) -> InferRequest:
         for o in outputs:
             if o.get("name") != OUTPUT_NAME:
                 raise ProtocolError(f"unknown output {o.get('name')!r}; the model's output is {OUTPUT_NAME!r}")
-            out.binary_output = bool((o.get("parameters") or {}).get("binary_data", False))
+            oparams = o.get("parameters") or {}
+            if not isinstance(oparams, dict):
+                raise ProtocolError("an output's 'parameters' must be an object")
+            out.binary_output = bool(oparams.get("binary_data", False))
+            out.classification = check_classification(oparams.get("classification"))
     shape, datatype = inp.get("shape"), inp.get("datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ProtocolError(f"input shape {shape!r} is not a list of non-negative integers")
@@ -126,6 +132,27 @@ def decode_request(body: bytes, headers) -> InferRequest:
     if not 1 <= out.batch <= MAX_BATCH:
         raise ProtocolError(f"a batch of {out.batch} is outside 1..{MAX_BATCH}; split it into requests of at most {MAX_BATCH}")
     return out
+
+
+def check_classification(k) -> int | None:
+    """The classification extension's K (None when not asked for); ProtocolError unless 1..NUM_CLASSES."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= NUM_CLASSES:
+        raise ProtocolError(f"classification {k!r} is not a class count in 1..{NUM_CLASSES}")
+    return k
+
+
+def classify(probs: np.ndarray, k: int, class_names) -> np.ndarray:
+    """(N, 10) probabilities -> (N, k) object array of b"score:index:label", best first, as Triton writes them."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return np.array([[f"{p[i]:f}:{i}:{class_names[i]}".encode() for i in row] for p, row in zip(probs, order, strict=True)],
+                    dtype=object).reshape(len(probs), k)
+
+
+def bytes_elements(items) -> bytes:
+    """BYTES elements in the binary tensor form: each prefixed with its length, 4 bytes little-endian."""
+    return b"".join(struct.pack("<I", len(b)) + b for b in items)
 
 
 def _fp32(shape: list[int], data, blob: bytes | None) -> np.ndarray:
@@ -178,16 +205,24 @@ def _b64(value, index: int) -> bytes:
         raise ProtocolError(f"BYTES element {index} is not valid base64") from None
 
 
-def encode_response(probs: np.ndarray, version: str, request_id: str | None, binary: bool) -> tuple[bytes, dict]:
-    """(N, 10) probabilities -> (body, extra headers) of the infer response."""
-    probs = np.ascontiguousarray(probs, dtype="<f4")
-    output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
-    raw = b""
-    if binary:
-        raw = probs.tobytes()
-        output["parameters"] = {"binary_data_size": len(raw)}
+def encode_response(probs: np.ndarray, version: str, request_id: str | None, binary: bool,
+                    classification: int | None = None, class_names=()) -> tuple[bytes, dict]:
+    """(N, 10) probabilities -> (body, extra headers) of the infer response; with `classification` K, the output
+    is BYTES (N, K) "score:index:label" strings instead."""
+    if classification:
+        labels = classify(probs, classification, class_names)
+        output = {"name": OUTPUT_NAME, "datatype": "BYTES", "shape": list(labels.shape)}
+        raw = bytes_elements(labels.ravel()) if binary else b""
+        if not binary:
+            output["data"] = [b.decode() for b in labels.ravel()]
     else:
-        output["data"] = probs.ravel().tolist()
+        probs = np.ascontiguousarray(probs, dtype="<f4")
+        output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
+        raw = probs.tobytes() if binary else b""
+        if not binary:
+            output["data"] = probs.ravel().tolist()
+    if binary:
+        output["parameters"] = {"binary_data_size": len(raw)}
     head = {"model_name": MODEL_NAME, "model_version": version, "outputs": [output]}
     if request_id is not None:
         head["id"] = request_id
