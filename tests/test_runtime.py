@@ -206,8 +206,10 @@ def test_photos_of_dataset_images_keep_their_prediction(clf, fmnist):
     # a photo on a dark background is already in dataset polarity: auto detects it and does not negate
     dark = np.stack([to_dataset_form(photo(img, background=0)) for img in x[:30]])
     assert np.mean(clf.predict_proba(dark).argmax(1) == base[:30]) >= 0.8
-    # forcing the wrong polarity gives a different picture
-    assert not np.array_equal(to_dataset_form(photos[0], polarity="dataset"), pre[0])
+    # forcing the wrong polarity: nothing on a white background is lighter than it, and the error says so
+    with pytest.raises(errors.ImageValueError, match="lighter than its background, as polarity='dataset' asks"):
+        to_dataset_form(photos[0], polarity="dataset")
+    assert not np.array_equal(to_dataset_form(photo(x[0], background=0), polarity="photo"), dark[0])
 
 
 # ----------------------------------------------------------------------------- import weight

@@ -114,6 +114,9 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
         garment = (det - surf) / np.maximum(255.0 - surf, 1.0) > max(TRIM, NOISE_SIGMAS * noise)
     box = _largest_object(garment)
     if box is None:
+        if polarity != "auto":
+            raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
+                                  f"polarity={polarity!r} asks; use polarity='auto' to take the object as it is")
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
     r0, r1, c0, c1 = box
     x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
