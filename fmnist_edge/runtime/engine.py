@@ -21,7 +21,9 @@ from ..errors import DeviceError, ImageShapeError, ImageTypeError, ImageValueErr
 from .core import ov
 
 INPUT = contract.INPUT_SHAPE[1:]  # one image as the model takes it: (28, 28, 1)
-BATCH_SHAPES = 16  # batch sizes whose requests are pooled at once; a new one beyond drops the oldest size's pool
+# batch sizes whose requests are pooled at once (a batching server sees every size to 64); a new one beyond drops
+# the oldest size's pool
+BATCH_SHAPES = 64
 K = TypeVar("K")
 
 
