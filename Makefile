@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data browser demo check test clean
+.PHONY: setup data browser demo check test clean grpc-protos
 
 setup: $(VENV)/.installed data
 
@@ -41,6 +41,20 @@ check: setup
 test: setup browser
 	$(BIN)/ruff check .
 	FMNIST_EDGE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+# Regenerate the gRPC service's Python code (fmnist_edge/serve/grpc/*_pb2*.py, committed) from Triton's .proto files
+# in fmnist_edge/serve/grpc/protos/. grpcio-tools 1.76.0 bundles protoc 31.1: gencode 6.31.1, which runs on protobuf
+# 6.31.1 (TensorFlow's floor) up to 7.x, and code that needs grpcio >= 1.76. It pins protobuf < 7, so it gets a venv
+# of its own under build/, never .venv.
+GRPC_TOOLS := grpcio-tools==1.76.0
+GRPC_PKG   := fmnist_edge/serve/grpc
+grpc-protos:
+	$(PYTHON) -m venv build/protoc-venv
+	build/protoc-venv/bin/python -m pip install --quiet $(GRPC_TOOLS)
+	build/protoc-venv/bin/python -m grpc_tools.protoc -I$(GRPC_PKG)/protos --python_out=$(GRPC_PKG) \
+		--grpc_python_out=$(GRPC_PKG) $(GRPC_PKG)/protos/grpc_service.proto $(GRPC_PKG)/protos/model_config.proto
+	rm -f $(GRPC_PKG)/model_config_pb2_grpc.py  # model_config.proto has no service
+	sed -i -E 's/^import (model_config_pb2|grpc_service_pb2) as/from . import \1 as/' $(GRPC_PKG)/*_pb2*.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache test-artifacts

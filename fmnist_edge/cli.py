@@ -380,16 +380,24 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
                    "(0: each runs alone).")
 @click.option("--preferred-batch-size", "preferred", type=click.IntRange(1, 64), multiple=True,
               help="A batch size to send as soon as that many images wait (repeatable) [default: 64].")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the inference protocol over gRPC (KServe v2 / Triton's GRPCInferenceService) on this "
+                   "port of --host (0: any free one) [default: no gRPC].")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
+              help="TLS certificate chain (PEM) for the gRPC port; REST stays plain HTTP for now.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
+              help="The private key (PEM, unencrypted) of --tls-cert.")
 def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue,
-          max_batch_delay_us, preferred):
-    """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2) and
-    Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model repository."""
+          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key):
+    """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
+    --grpc-port over gRPC too) and Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model
+    repository."""
     from .serve import serve as run
 
     run(model_dir, precision=precision, device=device, host=host, port=port,
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
-        preferred_batch_sizes=tuple(preferred))
+        preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key)
 
 
 @cli.command()

@@ -33,23 +33,43 @@ def _binary_request(x: np.ndarray) -> tuple[bytes, dict]:
     return head + raw, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
 
 
-def start_server(*args: str, timeout: float = 60.0, env: dict | None = None) -> tuple[subprocess.Popen, int]:
-    """`fmnist-edge serve ARGS` on a free port of 127.0.0.1 in a child process -> (process, port)."""
+# The lines `serve` announces its ports with: the kiosk's URL, then (with --grpc-port) the gRPC address
+ANNOUNCED = {"http": r"http://127\.0\.0\.1:(\d+)/", "grpc": r"^grpc: 127\.0\.0\.1:(\d+) "}
+
+
+def _launch(args, names: tuple[str, ...], timeout: float, env: dict | None) -> tuple[subprocess.Popen, list[int]]:
+    """`fmnist-edge serve ARGS --port 0` in a child process -> (process, the ports its lines `names` announce)."""
     proc = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", "serve", *map(str, args), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + timeout
-    lines = []
+    lines, ports = [], {}
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        if m:
+        for name in names:
+            m = re.search(ANNOUNCED[name], line)
+            if m:
+                ports[name] = int(m.group(1))
+        if len(ports) == len(names):
             threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe drained
-            return proc, int(m.group(1))
+            return proc, [ports[n] for n in names]
     proc.kill()
     raise RuntimeError("the server did not start: " + "".join(lines)[-2000:])
+
+
+def start_server(*args: str, timeout: float = 60.0, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """`fmnist-edge serve ARGS` on a free port of 127.0.0.1 in a child process -> (process, port)."""
+    proc, (port,) = _launch(args, ("http",), timeout, env)
+    return proc, port
+
+
+def start_grpc_server(*args: str, timeout: float = 60.0, env: dict | None = None) -> tuple[subprocess.Popen, int, int]:
+    """`fmnist-edge serve ARGS --grpc-port 0` (REST and gRPC on free ports of 127.0.0.1) in a child process ->
+    (process, REST port, gRPC port)."""
+    proc, (port, grpc_port) = _launch([*args, "--grpc-port", "0"], ("http", "grpc"), timeout, env)
+    return proc, port, grpc_port
 
 
 def serving_version(port: int) -> str:

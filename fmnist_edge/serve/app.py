@@ -97,7 +97,9 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     app.state.models = models
     app.state.inference = core
     app.state.metrics = metrics
-    return _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
+    wrapped = _SecurityHeaders(MetricsMiddleware(app, metrics, app.routes))
+    wrapped.state = app.state  # models, inference, metrics: for what serves beside the app (gRPC)
+    return wrapped
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -134,9 +136,11 @@ def is_loopback(host: str) -> bool:
 def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU", host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
           repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
-          max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = ()) -> None:
+          max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), grpc_port: int | None = None,
+          tls_cert: str | None = None, tls_key: str | None = None) -> None:
     """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
-    and the inference protocol until interrupted."""
+    and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's gRPC service
+    too, in the same event loop, with TLS from `tls_cert` and `tls_key` (PEM files; gRPC only, for now)."""
     from ..runtime import Classifier
     from . import server
     from .repository import Repository
@@ -144,6 +148,13 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     def load(path):
         return Classifier.load(path, precision=precision, device=device, threads=threads)
 
+    if grpc_port is None and (tls_cert or tls_key):
+        raise ConfigError("--tls-cert and --tls-key secure the gRPC service only (for now); add --grpc-port PORT")
+    if grpc_port is not None:
+        from .grpc.server import GRPCServer, check_port, read_tls
+
+        tls = read_tls(tls_cert, tls_key)  # a bad file or a taken port: one error line before the model loads
+        check_port(host, grpc_port)
     sock = listen(host, port)
     if repository is not None:
         models = Repository(repository, load, log=log)
@@ -162,8 +173,10 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
         log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
     if repository is not None:
         models.start()
+    beside = [] if grpc_port is None else [GRPCServer(app.state.inference, host, grpc_port, tls=tls, log=log,
+                                                      max_message_bytes=max_upload_bytes, max_rpcs=max_connections)]
     try:
-        server.run(app, sock, max_connections=max_connections)
+        server.run(app, sock, max_connections=max_connections, beside=beside)
     finally:
         if repository is not None:
             models.close()

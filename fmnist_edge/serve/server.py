@@ -10,6 +10,7 @@ The app itself times out stalled bodies (408) and caps queued work (503); see ap
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import socket
 
@@ -88,9 +89,33 @@ def config(app, *, max_connections: int = MAX_CONNECTIONS, header_timeout_s: flo
                           log_level="warning", access_log=False, **kw)
 
 
-def run(app, sock: socket.socket, **limits) -> None:
-    """Serve `app` on the listening `sock` until interrupted."""
+def _with(services):
+    """uvicorn's Server, with `services` (each with async start() and stop(), e.g. the gRPC server) started on its
+    event loop before the first request and stopped while it shuts down (its signal handling covers both)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            started = []
+            try:
+                for service in services:
+                    await service.start()
+                    started.append(service)
+                await super().startup(sockets=sockets)
+            except BaseException:
+                await asyncio.gather(*(s.stop() for s in started))
+                raise
+
+        async def shutdown(self, sockets=None) -> None:
+            await asyncio.gather(super().shutdown(sockets=sockets), *(s.stop() for s in services))
+
+    return Server
+
+
+def run(app, sock: socket.socket, beside=(), **limits) -> None:
+    """Serve `app` on the listening `sock` until interrupted, and the `beside` services in the same event loop."""
     import uvicorn
 
     raise_file_limit()
-    uvicorn.Server(config(app, timeout_graceful_shutdown=5, **limits)).run(sockets=[sock])
+    server = _with(beside) if beside else uvicorn.Server
+    server(config(app, timeout_graceful_shutdown=5, **limits)).run(sockets=[sock])

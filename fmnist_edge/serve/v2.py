@@ -12,6 +12,9 @@ parameter follows in order (BYTES elements each prefixed with their length as 4-
 asked for with `binary_data: true` (or all, with the request parameter `binary_data_output: true`, the
 official clients' default) come back the same way. In JSON, a BYTES element is a base64 string or
 {"b64": "..."}. Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or version.
+
+`check_request` is the one validation of a decoded infer request: the gRPC service (serve/grpc/) hands it the
+tensors of a ModelInferRequest, so both protocols accept and refuse the same requests with the same messages.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import binascii
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,8 +75,63 @@ def check_model(name: str) -> None:
         raise ProtocolError(f"unknown model {name!r}; this server serves {MODEL_NAME!r}", 404)
 
 
+@dataclass
+class TensorIn:
+    """One input tensor as a protocol carried it, not yet checked: name, datatype and shape as sent, and the
+    elements either as raw bytes (REST's binary tensor extension, gRPC's raw_input_contents: FP32 little-endian,
+    BYTES length-prefixed) or as typed `data` (REST's JSON `data`, gRPC's `contents`): FP32 numbers, or a list of
+    BYTES elements that `element(item, index)` turns into bytes (REST: base64 text; gRPC: bytes already)."""
+
+    name: object
+    datatype: object
+    shape: object
+    raw: bytes | None = None
+    data: object = None
+    element: Callable[[object, int], bytes] | None = None
+
+
+@dataclass
+class OutputIn:
+    """One requested output as a protocol carried it: its name and its `classification` parameter (K or None)."""
+
+    name: object
+    classification: object = None
+    binary: bool = False  # REST's binary_data parameter
+
+
+def check_request(rid: str | None, inputs: list[TensorIn], outputs: list[OutputIn] | None = None, *,
+                  binary_output: bool = False, missing: str = "no data") -> InferRequest:
+    """The one validation of an infer request, whichever protocol brought it -> InferRequest; ProtocolError (400)
+    with the same message for REST and gRPC. `missing`: how the protocol says that an input carried no elements."""
+    if len(inputs) != 1:
+        raise ProtocolError(f"the model takes one input, {INPUT_NAME!r}; the request has {len(inputs)}")
+    inp = inputs[0]
+    if inp.name != INPUT_NAME:
+        raise ProtocolError(f"unknown input {inp.name!r}; the model's input is {INPUT_NAME!r}")
+    out = InferRequest(id=rid, binary_output=binary_output)
+    for o in outputs or ():
+        if o.name != OUTPUT_NAME:
+            raise ProtocolError(f"unknown output {o.name!r}; the model's output is {OUTPUT_NAME!r}")
+        out.binary_output = o.binary
+        out.classification = check_classification(o.classification)
+    shape = inp.shape
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ProtocolError(f"input shape {shape!r} is not a list of non-negative integers")
+    if inp.raw is None and inp.data is None:
+        raise ProtocolError(f"input {INPUT_NAME!r} has {missing}")
+    if inp.datatype == "FP32":
+        out.tensor = _fp32(shape, inp.data, inp.raw)
+    elif inp.datatype == "BYTES":
+        out.photos = _bytes(shape, inp.data, inp.raw, inp.element or _as_bytes)
+    else:
+        raise ProtocolError(f"input datatype {inp.datatype!r} is not accepted; send FP32 {input_shape_text()} or BYTES [N] photos")
+    if not 1 <= out.batch <= MAX_BATCH:
+        raise ProtocolError(f"a batch of {out.batch} is outside 1..{MAX_BATCH}; split it into requests of at most {MAX_BATCH}")
+    return out
+
+
 def decode_request(body: bytes, headers) -> InferRequest:
-    """An infer request's body (JSON, or JSON + binary tensors) -> InferRequest; ProtocolError (400) if bad."""
+    """A REST infer request's body (JSON, or JSON + binary tensors) -> InferRequest; ProtocolError (400) if bad."""
     raw_length = headers.get(HEADER_LENGTH)
     if raw_length is not None:
         if not raw_length.strip().isdigit() or int(raw_length) > len(body):
@@ -93,45 +152,30 @@ def decode_request(body: bytes, headers) -> InferRequest:
     params = req.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError("'parameters' must be an object")
-    if len(req["inputs"]) != 1:
-        raise ProtocolError(f"the model takes one input, {INPUT_NAME!r}; the request has {len(req['inputs'])}")
-    inp = req["inputs"][0]
-    if not isinstance(inp, dict) or inp.get("name") != INPUT_NAME:
-        raise ProtocolError(f"unknown input {inp.get('name') if isinstance(inp, dict) else inp!r}; the model's input is {INPUT_NAME!r}")
-    out = InferRequest(id=rid, binary_output=bool(params.get("binary_data_output", False)))
     outputs = req.get("outputs")
     if outputs is not None:
         if not isinstance(outputs, list) or any(not isinstance(o, dict) for o in outputs):
             raise ProtocolError("'outputs' must be a list of objects")
-        for o in outputs:
-            if o.get("name") != OUTPUT_NAME:
-                raise ProtocolError(f"unknown output {o.get('name')!r}; the model's output is {OUTPUT_NAME!r}")
-            oparams = o.get("parameters") or {}
-            if not isinstance(oparams, dict):
-                raise ProtocolError("an output's 'parameters' must be an object")
-            out.binary_output = bool(oparams.get("binary_data", False))
-            out.classification = check_classification(oparams.get("classification"))
-    shape, datatype = inp.get("shape"), inp.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ProtocolError(f"input shape {shape!r} is not a list of non-negative integers")
-    size = (inp.get("parameters") or {}).get("binary_data_size")
-    if size is not None:
-        if not isinstance(size, int) or size < 0 or size > len(binary):
-            raise ProtocolError(f"binary_data_size {size!r} is more than the {len(binary)} binary bytes sent")
-        blob = bytes(binary[:size])
-    elif "data" not in inp:
-        raise ProtocolError(f"input {INPUT_NAME!r} has neither 'data' nor a binary_data_size parameter")
-    else:
-        blob = None
-    if datatype == "FP32":
-        out.tensor = _fp32(shape, inp.get("data"), blob)
-    elif datatype == "BYTES":
-        out.photos = _bytes(shape, inp.get("data"), blob)
-    else:
-        raise ProtocolError(f"input datatype {datatype!r} is not accepted; send FP32 {input_shape_text()} or BYTES [N] photos")
-    if not 1 <= out.batch <= MAX_BATCH:
-        raise ProtocolError(f"a batch of {out.batch} is outside 1..{MAX_BATCH}; split it into requests of at most {MAX_BATCH}")
-    return out
+        if any(not isinstance(o.get("parameters") or {}, dict) for o in outputs):
+            raise ProtocolError("an output's 'parameters' must be an object")
+        outputs = [OutputIn(o.get("name"), (o.get("parameters") or {}).get("classification"),
+                            bool((o.get("parameters") or {}).get("binary_data", False))) for o in outputs]
+    inputs, pos = [], 0
+    for inp in req["inputs"]:
+        if not isinstance(inp, dict):
+            inputs.append(TensorIn(inp, None, None))
+            continue
+        size, raw = (inp.get("parameters") or {}).get("binary_data_size"), None
+        if size is not None:  # binary inputs follow the JSON header in order
+            if not isinstance(size, int) or size < 0 or pos + size > len(binary):
+                raise ProtocolError(f"binary_data_size {size!r} is more than the {len(binary) - pos} binary bytes sent")
+            raw, pos = bytes(binary[pos : pos + size]), pos + size
+        data = inp.get("data")
+        if raw is None and inp.get("datatype") == "BYTES" and "data" in inp and not isinstance(data, list):
+            raise ProtocolError("BYTES 'data' must be a list of base64 strings (or {\"b64\": ...} objects)")
+        inputs.append(TensorIn(inp.get("name"), inp.get("datatype"), inp.get("shape"), raw, data, _b64))
+    return check_request(rid, inputs, outputs, binary_output=bool(params.get("binary_data_output", False)),
+                         missing="neither 'data' nor a binary_data_size parameter")
 
 
 def check_classification(k) -> int | None:
@@ -161,18 +205,18 @@ def _fp32(shape: list[int], data, blob: bytes | None) -> np.ndarray:
     n = int(np.prod(shape))
     if blob is not None:
         if len(blob) != 4 * n:
-            raise ProtocolError(f"FP32 {shape} needs {4 * n} bytes, binary_data_size says {len(blob)}")
+            raise ProtocolError(f"FP32 {shape} needs {4 * n} bytes, {len(blob)} came")
         return np.frombuffer(blob, "<f4").reshape(shape)
     try:
         x = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ProtocolError("FP32 'data' must hold numbers only") from None
+        raise ProtocolError("FP32 data must hold numbers only") from None
     if x.size != n:
-        raise ProtocolError(f"FP32 {shape} needs {n} numbers, 'data' holds {x.size}")
+        raise ProtocolError(f"FP32 {shape} needs {n} numbers, {x.size} came")
     return x.reshape(shape)
 
 
-def _bytes(shape: list[int], data, blob: bytes | None) -> list[bytes]:
+def _bytes(shape: list[int], data, blob: bytes | None, element: Callable[[object, int], bytes]) -> list[bytes]:
     if len(shape) != 1:
         raise ProtocolError(f"BYTES input shape {shape} is not [N]: one encoded photo per batch element")
     if blob is not None:
@@ -186,12 +230,16 @@ def _bytes(shape: list[int], data, blob: bytes | None) -> list[bytes]:
             items.append(blob[pos + 4 : pos + 4 + length])
             pos += 4 + length
     else:
-        if not isinstance(data, list):
-            raise ProtocolError("BYTES 'data' must be a list of base64 strings (or {\"b64\": ...} objects)")
-        items = [_b64(d, i) for i, d in enumerate(data)]
+        items = [element(d, i) for i, d in enumerate(data)]
     if len(items) != shape[0]:
         raise ProtocolError(f"BYTES shape [{shape[0]}] but {len(items)} elements were sent")
     return items
+
+
+def _as_bytes(value, index: int) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"BYTES element {index} is not bytes")
+    return value
 
 
 def _b64(value, index: int) -> bytes:
