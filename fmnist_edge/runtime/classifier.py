@@ -247,8 +247,10 @@ class Classifier:
         batch = _Images(images, self.polarity)
         check_int("batch_size", batch_size)
         total = batch.count
-        n = self._engine.batch_size(min(batch_size, total))
         stack = batch.stack
+        if total == 1:  # one image: straight to the batch-1 request, as predict does
+            return self._engine.one(stack[0] if stack is not None else _unwrap(next(batch.pixels())))[None]
+        n = self._engine.batch_size(min(batch_size, total))
         pixels = batch.pixels() if stack is None else None
 
         def fill(start: int, x: np.ndarray) -> None:  # x: the request's (n, 28, 28, 1) input
@@ -403,9 +405,8 @@ def _dataset_stack(images: np.ndarray) -> np.ndarray | None:
     if type(images) is not np.ndarray or images.shape[1:3] != contract.IMAGE_SHAPE or images.shape[3:] not in ((), (1,)):
         return None
     if images.dtype != np.uint8:
-        if images.dtype.kind != "f" or not images.size or not np.isfinite(images).all() \
-                or images.min() < 0.0 or images.max() > 1.0:
-            return None
+        if images.dtype.kind != "f" or not images.size or not (images.min() >= 0.0 and images.max() <= 1.0):
+            return None  # NaN fails both comparisons, inf one of them
     return images.reshape(images.shape[:3])
 
 
