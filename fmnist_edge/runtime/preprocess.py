@@ -8,10 +8,11 @@ centred, negating, and converting to 8-bit grayscale (the data set's darkest gar
 them hold for camera frames, which the paper's studio photos never were:
 
 - **Gray first, small first.** Every step works on 8-bit gray (it commutes with the paper's steps up to
-  rounding). The garment is found on a small copy (short side 120-240 px: a JPEG is decoded straight at
-  1/2..1/8 scale from its DCT, see `decode.Source`), and the 28-px image is averaged (box filter, not the
-  paper's point subsampling, so sensor noise does not alias) from the coarsest scale that still leaves
-  56 px on the garment's long side. A 12 MP JPEG is never decoded at full size.
+  rounding). The frame is decoded small (short side 120-240 px: a JPEG straight at 1/2..1/8 scale from its
+  DCT, see `decode.Source`); the garment is found on a copy of that reduced again to 60-120 px, and its box
+  made exact on the decoded frame. The 28-px image is averaged (box filter, not the paper's point
+  subsampling, so sensor noise does not alias) from the coarsest scale that still leaves 40 px on the
+  garment's long side. A 12 MP JPEG is never decoded at full size.
 - **Background from the frame's border, not its corners.** A quadratic light surface is fitted robustly to
   a band around the border (outliers such as a garment touching the edge are refitted away), so a gradient
   and vignetting are modelled instead of being read as garment; dividing by it (flat-field correction) makes
@@ -49,11 +50,13 @@ from .decode import Source
 
 TRIM = 0.05  # "within 5% of the maximum possible intensity", as a fraction of the background's brightness
 NOISE_SIGMAS = 4.0  # the garment threshold is at least this many noise sigmas of the border
-DETECT_SIDE = 120  # short side of the copy the garment is found on: 120..239 px
+DECODE_SIDE = 120  # the frame is decoded at the coarsest scale that leaves this on its short side: 120..239 px
+DETECT_SIDE = 60  # ... the garment found on a copy of it reduced to 60..119 px, its box then made exact on the frame
 DETECT_PIXELS = 2**20  # ... and at most this many pixels: a thin panorama is reduced further (memory, time)
-GARMENT_SIDE = 56  # the 28-px image is averaged from at least this many pixels on the garment's long side
+EXACT_AREA = 2**18  # a box found on the reduced copy is made exact on the frame up to this many pixels
+GARMENT_SIDE = 40  # the 28-px image is averaged from at least this many pixels on the garment's long side
 # A frame needs no more than this on its short side: a garment filling 30% of it still has GARMENT_SIDE px, and
-# the garment is found on DETECT_SIDE..2*DETECT_SIDE px. The kiosk page scales frames down to it before upload.
+# the frame is decoded at DECODE_SIDE..2*DECODE_SIDE px. The kiosk page scales frames down to it before upload.
 FRAME_SHORT_SIDE = 240
 BORDER = 0.05  # width of the border band the background is fitted to, as a fraction of the short side
 _SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)
@@ -93,32 +96,39 @@ def photo_to_dataset(a: np.ndarray, polarity: str = "auto") -> np.ndarray:
 def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     """A decoded-on-demand image (`decode.Source`) -> uint8 (28, 28) dataset form."""
     # 1. find the garment on a small copy
-    scale = src.scale_for(DETECT_SIDE)
+    scale = src.scale_for(DECODE_SIDE)
     small = src.gray(scale)
     k = max(1, min(small.size) // DETECT_SIDE, math.ceil(math.sqrt(small.width * small.height / DETECT_PIXELS)))
-    det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 120..239 px short side (less if thin)
+    det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 60..119 px short side (less if thin)
     h, w = det.shape
     take, A = _design(h, w)
     band = det.ravel()[take]  # a sample of the border band
     level = float(np.partition(band, len(band) // 2)[len(band) // 2])  # the band's median
     coef, noise = _background(band, A, level)
     surf = _surface(coef, *_grid(w, h))
-    garment = 1.0 - det / np.maximum(surf, 1.0) > max(TRIM, NOISE_SIGMAS * noise)  # darker than the background
+    thr = max(TRIM, NOISE_SIGMAS * noise)
+    garment = _object(det, surf, False, thr)  # darker than the background
     if polarity == "auto":
         invert = _lighter_object(det - surf, garment, surf, NOISE_SIGMAS * noise * max(level, 1.0))
     else:
         invert = polarity == "dataset"
+    light = coef  # the frame's own light, whatever the polarity
     if invert:  # work on a light background, as the paper did: the negated frame's light is 255 - the surface
         coef = np.array([255.0, 0, 0, 0, 0, 0]) - coef
         noise *= max(level, 1.0) / max(255.0 - level, 1.0)  # the same noise, against the negated background
-        garment = (det - surf) / np.maximum(255.0 - surf, 1.0) > max(TRIM, NOISE_SIGMAS * noise)
+        thr = max(TRIM, NOISE_SIGMAS * noise)
+        garment = _object(det, surf, True, thr)
     box = _largest_object(garment)
     if box is None:
         if polarity != "auto":
             raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
                                   f"polarity={polarity!r} asks; use polarity='auto' to take the object as it is")
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
-    r0, r1, c0, c1 = box
+    if k > 1:  # the box of the reduced copy, made exact on the frame it was reduced from
+        r0, r1, c0, c1 = _exact_box(small, box, k, light, invert, max(TRIM, NOISE_SIGMAS * noise * k))
+        h, w = small.height, small.width
+    else:
+        r0, r1, c0, c1 = box
     x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
 
     # 2. crop at the coarsest scale that leaves GARMENT_SIDE px on the garment, resize its longest edge to 28
@@ -150,6 +160,35 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     canvas = Image.new("L", (SIZE, SIZE), 255)
     canvas.paste(photo, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
     return 255 - np.asarray(canvas)
+
+
+def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) -> np.ndarray:
+    """Where gray `a` differs from the background `light` by more than `threshold` of the room it leaves: darker
+    than it (a photo), or with `invert` lighter (a dark frame, the data set's polarity)."""
+    if invert:
+        return (a - light) / np.maximum(255.0 - light, 1.0) > threshold
+    return 1.0 - a / np.maximum(light, 1.0) > threshold
+
+
+def _exact_box(small: Image.Image, box: tuple[int, int, int, int], k: int, light: np.ndarray, invert: bool,
+               threshold: float) -> tuple[int, int, int, int]:
+    """`box` (r0, r1, c0, c1) of the copy of `small` reduced k times -> the box in `small`'s pixels: each edge
+    moves to the first row or column of object pixels within one reduced pixel of where it was found. A box of
+    more than EXACT_AREA pixels (a panorama's) is only scaled: k pixels are nothing to it, and the search's
+    memory stays bounded."""
+    sw, sh = small.size
+    r0, r1, c0, c1 = box
+    R0, R1, C0, C1 = max(0, (r0 - 1) * k), min(sh, (r1 + 1) * k), max(0, (c0 - 1) * k), min(sw, (c1 + 1) * k)
+    if (R1 - R0) * (C1 - C0) > EXACT_AREA:
+        return r0 * k, min(sh, r1 * k), c0 * k, min(sw, c1 * k)
+    a = np.asarray(small.crop((C0, R0, C1, R1)), np.float32)
+    gx = ((np.arange(C0, C1, dtype=np.float32) + 0.5) / sw)[None, :]
+    gy = ((np.arange(R0, R1, dtype=np.float32) + 0.5) / sh)[:, None]
+    mask = _object(a, _surface(light, gx, gy), invert, threshold)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):  # nothing past the finer noise: keep the box as found
+        return r0 * k, min(sh, r1 * k), c0 * k, min(sw, c1 * k)
+    return R0 + int(rows[0]), R0 + int(rows[-1]) + 1, C0 + int(cols[0]), C0 + int(cols[-1]) + 1
 
 
 def _lighter_object(diff: np.ndarray, darker: np.ndarray, surf: np.ndarray, noise_levels: float) -> bool:
@@ -187,8 +226,10 @@ def _design(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _surface(coef: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The quadratic light c0 + c1 x + c2 y + c3 x^2 + c4 y^2 + c5 xy at x (1, w) and y (h, 1): three passes over
+    the (h, w) result, the rest on its row and column."""
     c = coef.astype(np.float32)
-    return c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y
+    return (c[5] * y) * x + (c[0] + x * (c[1] + c[3] * x)) + y * (c[2] + c[4] * y)
 
 
 def _background(values: np.ndarray, A: np.ndarray, level: float) -> tuple[np.ndarray, float]:
