@@ -42,6 +42,12 @@ class Condition:
     exif: bool = False  # stored turned by 90/180/270 degrees with the EXIF orientation that turns it upright
     offset: float = 0.8  # how far off centre, as a fraction of the free room on each axis
     exposure: tuple[float, float] = (1.0, 1.0)  # the light's level: 0.3 makes a white background mid-grey
+    # catalogue images (no camera): "trimmed" to the garment on both axes, the data set's own framing upscaled
+    # ("long": touching on the long axis only), or a PNG "cutout" with `under` colours beneath the transparency;
+    # their long side is drawn from `long_side` px, whatever frame size is asked for
+    catalogue: str = ""
+    under: tuple[str, ...] = ()
+    long_side: tuple[int, int] = (300, 800)
 
 
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
@@ -62,7 +68,16 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("dim", "underexposed: a light background shot mid-grey (exposure 25-50%), light falling off to one "
               "side by 10-30%, strong sensor noise 4-10, JPEG 70-95", exposure=(0.25, 0.5), gradient=(0.1, 0.3),
               noise=(4, 10), backgrounds=("white", "grey", "beige"), quality=(70, 95)),
+    Condition("trimmed", "catalogue: trimmed to the garment on both axes (it touches all four edges), white or light "
+              "grey, clean JPEG 90-95, 300-800 px", catalogue="trimmed", backgrounds=("white", "light grey")),
+    Condition("long", "catalogue: the data set's own framing upscaled (touching the long axis, centred on the short), "
+              "white or light grey, JPEG 90-95, 300-800 px", catalogue="long", backgrounds=("white", "light grey")),
+    Condition("cutout", "catalogue: PNG cut-out trimmed on both axes, black, white or a random colour under the "
+              "transparency, 300-800 px", catalogue="cutout", under=("black", "white", "random")),
+    Condition("catalogue sizes", "catalogue: trimmed on both axes, white, 64-2,000 px on the long side, JPEG 90-95",
+              catalogue="trimmed", long_side=(64, 2000)),
 )}
+CATALOGUE_BACKGROUNDS = {"white": 1.0, "light grey": 0.85}
 
 
 @dataclass(frozen=True)
@@ -152,9 +167,47 @@ def camera_photo(img: np.ndarray, condition: Condition, size: tuple[int, int], r
     return buf.getvalue(), meta
 
 
+def catalogue_image(img: np.ndarray, condition: Condition, rng: np.random.Generator) -> tuple[bytes, dict, tuple[int, int]]:
+    """One dataset-form image (uint8 28x28) -> a catalogue image's encoded bytes, what was drawn, and its (W, H).
+
+    The garment is the data set's own, dark on a light background (reflectance 1 - v/255 times the background's),
+    upscaled bicubically so that its long side is drawn from `condition.long_side`."""
+    v = img.astype(np.float32) / 255.0
+    if condition.catalogue in ("trimmed", "cutout"):
+        rows, cols = np.flatnonzero(img.max(axis=1) > 0), np.flatnonzero(img.max(axis=0) > 0)
+        if len(rows):
+            v = v[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    long_side = int(rng.integers(condition.long_side[0], condition.long_side[1] + 1))
+    h0, w0 = v.shape
+    f = long_side / max(h0, w0)
+    w, h = max(1, int(round(w0 * f))), max(1, int(round(h0 * f)))
+    up = np.clip(np.asarray(Image.fromarray(v).resize((w, h), Image.Resampling.BICUBIC), np.float32), 0.0, 1.0)
+    meta = {"catalogue": condition.catalogue, "long_side": long_side}
+    buf = io.BytesIO()
+    if condition.catalogue == "cutout":
+        under = condition.under[int(rng.integers(len(condition.under)))]
+        colour = {"black": (0, 0, 0), "white": (255, 255, 255)}.get(under) or tuple(int(c) for c in rng.integers(0, 256, 3))
+        gray = np.rint(255.0 * (1.0 - up)).astype(np.uint8)
+        alpha = np.rint(255.0 * np.clip(up * 16.0, 0.0, 1.0)).astype(np.uint8)  # opaque from a data-set value of 16
+        rgba = np.empty((h, w, 4), np.uint8)
+        rgba[:, :, :3] = np.where(alpha[:, :, None] > 0, gray[:, :, None], np.asarray(colour, np.uint8))
+        rgba[:, :, 3] = alpha
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+        meta["under"] = under
+    else:
+        name = condition.backgrounds[int(rng.integers(len(condition.backgrounds)))]
+        level = CATALOGUE_BACKGROUNDS.get(name, 1.0)
+        quality = int(rng.integers(condition.quality[0], condition.quality[1] + 1))
+        rgb = np.rint(255.0 * level * (1.0 - up)).astype(np.uint8)
+        Image.fromarray(np.repeat(rgb[:, :, None], 3, axis=2), "RGB").save(buf, format="JPEG", quality=quality)
+        meta.update(background=name, quality=quality)
+    return buf.getvalue(), meta, (w, h)
+
+
 def make_photos(images: np.ndarray, labels: np.ndarray, conditions=tuple(CONDITIONS), sizes=("vga",),
                 seed: int = 0) -> list[Photo]:
-    """Photos of every image under every condition at every frame size; the same seed gives the same bytes."""
+    """Photos of every image under every condition at every frame size (a catalogue condition draws its own size);
+    the same seed gives the same bytes."""
     out = []
     for ci, cname in enumerate(conditions):
         cond = CONDITIONS[cname] if isinstance(cname, str) else cname
@@ -162,8 +215,11 @@ def make_photos(images: np.ndarray, labels: np.ndarray, conditions=tuple(CONDITI
             size = FRAME_SIZES[sname] if isinstance(sname, str) else tuple(sname)
             rng = np.random.default_rng([seed, ci, si])
             for i, (img, label) in enumerate(zip(images, labels, strict=True)):
-                data, meta = camera_photo(img, cond, size, rng)
-                out.append(Photo(data, i, int(label), cond.name, size, meta))
+                if cond.catalogue:
+                    data, meta, shape = catalogue_image(img, cond, rng)
+                else:
+                    (data, meta), shape = camera_photo(img, cond, size, rng), size
+                out.append(Photo(data, i, int(label), cond.name, shape, meta))
     return out
 
 

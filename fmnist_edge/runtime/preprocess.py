@@ -53,6 +53,10 @@ NOISE_SIGMAS = 4.0  # the garment threshold is at least this many noise sigmas o
 DECODE_SIDE = 120  # the frame is decoded at the coarsest scale that leaves this on its short side: 120..239 px
 DETECT_SIDE = 60  # ... the garment found on a copy of it reduced to 60..119 px, its box then made exact on the frame
 DETECT_PIXELS = 2**20  # ... and at most this many pixels: a thin panorama is reduced further (memory, time)
+BAND_OBJECT = 0.25  # an object on more than this fraction of the border band: the border is not the background
+OTHER_SIDE = 0.02  # ... or when this fraction of the frame stands out from it the other way as well,
+OTHER_STEP = 0.15  # by more than this of the background's level (a background lighter than the band's light)
+LIGHT_SPREAD = 0.5  # ... or when the light fitted to the band varies by more than this over the frame
 EXACT_AREA = 2**18  # a box found on the reduced copy is made exact on the frame up to this many pixels
 GARMENT_SIDE = 40  # the 28-px image is averaged from at least this many pixels on the garment's long side
 # A frame needs no more than this on its short side: a garment filling 30% of it still has GARMENT_SIDE px, and
@@ -106,19 +110,29 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     level = float(np.partition(band, len(band) // 2)[len(band) // 2])  # the band's median
     coef, noise = _background(band, A, level)
     surf = _surface(coef, *_grid(w, h))
-    thr = max(TRIM, NOISE_SIGMAS * noise)
-    garment = _object(det, surf, False, thr)  # darker than the background
+    dark_noise, lit_noise = noise, noise * max(level, 1.0) / max(255.0 - level, 1.0)  # against the room each has
+    darker = _object(det, surf, False, max(TRIM, NOISE_SIGMAS * dark_noise))
+    lighter = _object(det, surf, True, max(TRIM, NOISE_SIGMAS * lit_noise))
+    diff, noise_levels = det - surf, NOISE_SIGMAS * noise * max(level, 1.0)
     if polarity == "auto":
-        invert = _lighter_object(det - surf, garment, surf, NOISE_SIGMAS * noise * max(level, 1.0))
+        invert = _lighter_object(diff, darker, surf, noise_levels)
     else:
         invert = polarity == "dataset"
     light = coef  # the frame's own light, whatever the polarity
+    # what stands out the other way by more than OTHER_STEP of the background's own level (of its darkness for a
+    # dark one): a background lighter than the light the band gave, so the band was no background
+    step = OTHER_STEP * ((255.0 - surf) if invert else surf)
+    other = float(np.mean((-diff if invert else diff) > np.maximum(step, noise_levels)))
+    garment, noise = (lighter, lit_noise) if invert else (darker, noise)
     if invert:  # work on a light background, as the paper did: the negated frame's light is 255 - the surface
         coef = np.array([255.0, 0, 0, 0, 0, 0]) - coef
-        noise *= max(level, 1.0) / max(255.0 - level, 1.0)  # the same noise, against the negated background
-        thr = max(TRIM, NOISE_SIGMAS * noise)
-        garment = _object(det, surf, True, thr)
     box = _largest_object(garment)
+    spread = float(surf.max() - surf.min()) / max(float(surf.max()), 1.0)
+    if _no_border(box, garment.ravel()[take], other, spread, h, w):  # the border is no background
+        light, noise, invert = _light_anywhere(det, polarity)
+        surf = _surface(light, *_grid(w, h))
+        coef = np.array([255.0, 0, 0, 0, 0, 0]) - light if invert else light
+        box = _largest_object(_object(det, surf, invert, max(TRIM, NOISE_SIGMAS * noise)))
     if box is None:
         if polarity != "auto":
             raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
@@ -168,6 +182,54 @@ def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) ->
     if invert:
         return (a - light) / np.maximum(255.0 - light, 1.0) > threshold
     return 1.0 - a / np.maximum(light, 1.0) > threshold
+
+
+def _no_border(box: tuple[int, int, int, int] | None, band_object: np.ndarray, other: float, spread: float,
+               h: int, w: int) -> bool:
+    """Whether the border band cannot be the background: nothing stands out from it; the object found spans the
+    frame on one axis (a catalogue image trimmed to its garment, or the data set's own framing); it covers more
+    than a quarter of the band; or more than OTHER_SIDE of the frame stands out the other way too (lighter than
+    a light background: the band was the garment, and the background is elsewhere); or the light fitted to the
+    band varies over the frame by more than LIGHT_SPREAD of its brightest (a fit bent through a garment that
+    covers much of the band; uneven light in a camera frame varies by up to ~40%)."""
+    if box is None:
+        return True
+    r0, r1, c0, c1 = box
+    return ((r0 == 0 and r1 == h) or (c0 == 0 and c1 == w) or float(band_object.mean()) > BAND_OBJECT
+            or other > OTHER_SIDE or spread > LIGHT_SPREAD)
+
+
+def _light_anywhere(det: np.ndarray, polarity: str) -> tuple[np.ndarray, float, bool]:
+    """The background of a frame without a border of it -> (its light's 6 coefficients, noise / background,
+    whether the object is lighter than it).
+
+    The background is one colour, so its pixels pile up at one end of the histogram, within a few grey levels
+    of each other, while a garment's levels spread. For "auto" it is the light end, as in catalogues and the
+    paper's studio photos, unless the dark end is near black and holds more than twice as many pixels so
+    close together (the data set's own polarity, upscaled). The light is then fitted, as on the border, to the
+    pixels of that end wherever they are."""
+    h, w = det.shape
+    take, A = _design_all(h, w)
+    values = det.ravel()[take]
+    lo, hi = (float(q) for q in np.percentile(values, (1.0, 99.0)))
+    if polarity == "auto":
+        tight_lo, tight_hi = np.count_nonzero(values <= lo + 3.0), np.count_nonzero(values >= hi - 3.0)
+        invert = lo < 64.0 and tight_lo > 2 * tight_hi
+    else:
+        invert = polarity == "dataset"
+    tol = max(8.0, TRIM * (hi - lo))
+    pick = values <= lo + tol if invert else values >= hi - tol
+    coef, noise = _background(values[pick], A[pick], float(np.median(values[pick])))
+    return coef, noise, invert
+
+
+@functools.lru_cache(maxsize=16)
+def _design_all(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most 4,096 pixels spread over an (h, w) image, as flat indices, and their quadratic terms (n, 6)."""
+    take = np.arange(0, h * w, max(1, (h * w) // 4096))
+    gx, gy = _grid(w, h)
+    x, y = np.broadcast_to(gx, (h, w)).ravel()[take], np.broadcast_to(gy, (h, w)).ravel()[take]
+    return take, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1).astype(np.float32)
 
 
 def _exact_box(small: Image.Image, box: tuple[int, int, int, int], k: int, light: np.ndarray, invert: bool,
@@ -235,25 +297,28 @@ def _surface(coef: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _background(values: np.ndarray, A: np.ndarray, level: float) -> tuple[np.ndarray, float]:
     """Robust quadratic fit of the light over the border band -> (6 coefficients, noise sigma / background).
 
-    Least squares over the band, then twice again without the pixels more than 3 sigma off the fit (a
-    garment that touches the border, a shadow); sigma from the kept residuals' mean absolute value."""
+    The samples within 3 sigma of the band's median are fitted by least squares, then twice again those within
+    3 sigma of the fit (a garment that touches the border, a shadow); sigma from the median absolute deviation,
+    which half the band can be garment without moving, and the noise from the kept residuals' mean |r|."""
     flat = np.array([level, 0, 0, 0, 0, 0], np.float64)
     if len(values) < 24:  # too small for a surface: a flat background at the band's median
         return flat, 1.2533 * float(np.mean(np.abs(values - level))) / max(level, 1.0)
-    weights = np.ones(len(values), np.float32)
-    coef, sigma = flat, 0.0
+    coef, resid = flat, np.abs(values - np.float32(level))
+    weights = None
     for _ in range(3):
+        sigma = 1.4826 * float(np.median(resid))
+        keep = (resid <= max(3.0 * sigma, 1.0)).astype(np.float32)
+        if keep.sum() < 24 or (weights is not None and np.array_equal(keep, weights)):
+            break
+        weights = keep
         Aw = A * weights[:, None]
         try:
             coef = np.linalg.solve((Aw.T @ A).astype(np.float64), (Aw.T @ values).astype(np.float64))
         except np.linalg.LinAlgError:  # too few pixels kept to fix six terms: keep the last fit
             break
         resid = np.abs(values - A @ coef.astype(np.float32))
-        sigma = 1.2533 * float(np.dot(resid, weights) / weights.sum())  # mean |r| -> sigma, for Gaussian noise
-        keep = (resid <= max(3.0 * sigma, 1.0)).astype(np.float32)
-        if keep.sum() < 24 or np.array_equal(keep, weights):
-            break
-        weights = keep
+    kept = resid <= max(3.0 * 1.4826 * float(np.median(resid)), 1.0)
+    sigma = 1.2533 * float(resid[kept].mean()) if kept.any() else 0.0  # mean |r| -> sigma, for Gaussian noise
     return coef, sigma / max(level, 1.0)
 
 
