@@ -128,15 +128,15 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
         coef = np.array([255.0, 0, 0, 0, 0, 0]) - coef
     box = _largest_object(garment)
     spread = float(surf.max() - surf.min()) / max(float(surf.max()), 1.0)
+    if box is None and polarity != "auto":
+        raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
+                              f"polarity={polarity!r} asks; use polarity='auto' to take the object as it is")
     if _no_border(box, garment.ravel()[take], other, spread, h, w):  # the border is no background
         light, noise, invert = _light_anywhere(det, polarity)
         surf = _surface(light, *_grid(w, h))
         coef = np.array([255.0, 0, 0, 0, 0, 0]) - light if invert else light
         box = _largest_object(_object(det, surf, invert, max(TRIM, NOISE_SIGMAS * noise)))
     if box is None:
-        if polarity != "auto":
-            raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
-                                  f"polarity={polarity!r} asks; use polarity='auto' to take the object as it is")
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
     if k > 1:  # the box of the reduced copy, made exact on the frame it was reduced from
         r0, r1, c0, c1 = _exact_box(small, box, k, light, invert, max(TRIM, NOISE_SIGMAS * noise * k))
