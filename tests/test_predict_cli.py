@@ -129,3 +129,27 @@ def test_predict_defaults_to_the_precision_auto_picks(artifacts, pictures):
     answers = {p: [Classifier.load(artifacts, precision=p).predict(row["file"]).label for row in rows]
                for p in Classifier.load(artifacts, precision="auto").choice["candidates"]}
     assert [row["label"] for row in rows] in answers.values()
+
+
+def test_predict_over_a_folder_of_catalogue_images_and_camera_photos(artifacts, tmp_path, fmnist):
+    """A shop's archive: trimmed JPEGs, PNG cut-outs and camera photos side by side, and one truncated file. Each
+    gets the label the Python API gives it, one line each; the bad one is a line with its reason."""
+    from fmnist_edge.harness import photos as P
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    x, y = fmnist.x_test[:3], fmnist.y_test[:3]
+    shots = P.make_photos(x, y, conditions=("trimmed", "cutout", "camera"), sizes=("qvga",), seed=2)
+    for i, p in enumerate(shots):
+        (folder / f"{i:02d}-{p.condition}.{'png' if p.condition == 'cutout' else 'jpg'}").write_bytes(p.data)
+    (folder / "99-truncated.jpg").write_bytes(shots[0].data[: len(shots[0].data) // 3])
+    r = _run("predict", "--model", artifacts, "--precision", "fp32", folder)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = r.output.strip().splitlines()
+    clf = Classifier.load(artifacts, precision="fp32")
+    rows = [line.split("\t") for line in lines if "\t" in line]
+    assert len(rows) == len(shots)
+    for file, label, *_ in rows:
+        assert label == clf.predict(file).label
+    assert any("99-truncated.jpg: error: " in line for line in lines)
+    assert f"Error: 1 of {len(shots) + 1} images could not be classified" in r.output

@@ -57,6 +57,7 @@ BAND_OBJECT = 0.25  # an object on more than this fraction of the border band: t
 OTHER_SIDE = 0.02  # ... or when this fraction of the frame stands out from it the other way as well,
 OTHER_STEP = 0.15  # by more than this of the background's level (a background lighter than the band's light)
 LIGHT_SPREAD = 0.5  # ... or when the light fitted to the band varies by more than this over the frame
+BAND_NOISE = 8.0  # ... or when its pixels scatter about the fitted light by more than this (grey levels, sigma)
 EXACT_AREA = 2**18  # a box found on the reduced copy is made exact on the frame up to this many pixels
 GARMENT_SIDE = 40  # the 28-px image is averaged from at least this many pixels on the garment's long side
 # A frame needs no more than this on its short side: a garment filling 30% of it still has GARMENT_SIDE px, and
@@ -131,7 +132,8 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     if box is None and polarity != "auto":
         raise ImageValueError(f"nothing in the image is {'lighter' if invert else 'darker'} than its background, as "
                               f"polarity={polarity!r} asks; use polarity='auto' to take the object as it is")
-    if _no_border(box, garment.ravel()[take], other, spread, h, w):  # the border is no background
+    band_noise = dark_noise * max(level, 1.0)  # grey levels
+    if _no_border(box, garment.ravel()[take], other, spread, band_noise, h, w):  # the border is no background
         light, noise, invert = _light_anywhere(det, polarity)
         surf = _surface(light, *_grid(w, h))
         coef = np.array([255.0, 0, 0, 0, 0, 0]) - light if invert else light
@@ -185,18 +187,21 @@ def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) ->
 
 
 def _no_border(box: tuple[int, int, int, int] | None, band_object: np.ndarray, other: float, spread: float,
-               h: int, w: int) -> bool:
-    """Whether the border band cannot be the background: nothing stands out from it; the object found spans the
-    frame on one axis (a catalogue image trimmed to its garment, or the data set's own framing); it covers more
-    than a quarter of the band; or more than OTHER_SIDE of the frame stands out the other way too (lighter than
-    a light background: the band was the garment, and the background is elsewhere); or the light fitted to the
-    band varies over the frame by more than LIGHT_SPREAD of its brightest (a fit bent through a garment that
-    covers much of the band; uneven light in a camera frame varies by up to ~40%)."""
-    if box is None:
-        return True
-    r0, r1, c0, c1 = box
-    return ((r0 == 0 and r1 == h) or (c0 == 0 and c1 == w) or float(band_object.mean()) > BAND_OBJECT
-            or other > OTHER_SIDE or spread > LIGHT_SPREAD)
+               band_noise: float, h: int, w: int) -> bool:
+    """Whether the border band cannot be the background (a plain band with nothing standing out from it is a
+    flat colour, not a garment):
+    - the object found spans the frame on one axis (a catalogue image trimmed to its garment, or the data set's
+      own framing), or covers more than BAND_OBJECT of the band;
+    - more than OTHER_SIDE of the frame stands out the other way too (lighter than a light background: the band
+      was the garment, and the background is elsewhere);
+    - the light fitted to the band varies over the frame by more than LIGHT_SPREAD of its brightest (a fit bent
+      through a garment; uneven light in a camera frame varies by up to ~40%);
+    - the band is no plain colour: its pixels scatter about the fit by more than BAND_NOISE grey levels (a
+      garment's texture; a camera's noise, averaged over the 16-64 pixels of the small copy, scatters by 0.5-2).
+    """
+    spans = box is not None and ((box[0] == 0 and box[1] == h) or (box[2] == 0 and box[3] == w))
+    return (spans or float(band_object.mean()) > BAND_OBJECT or other > OTHER_SIDE or spread > LIGHT_SPREAD
+            or band_noise > BAND_NOISE)
 
 
 def _light_anywhere(det: np.ndarray, polarity: str) -> tuple[np.ndarray, float, bool]:
@@ -206,11 +211,10 @@ def _light_anywhere(det: np.ndarray, polarity: str) -> tuple[np.ndarray, float, 
     The background is one colour, so its pixels pile up at one end of the histogram, within a few grey levels
     of each other, while a garment's levels spread. For "auto" it is the light end, as in catalogues and the
     paper's studio photos, unless the dark end is near black and holds more than twice as many pixels so
-    close together (the data set's own polarity, upscaled). The light is then fitted, as on the border, to the
-    pixels of that end wherever they are."""
+    close together (the data set's own polarity, upscaled). The light is taken as even, at the median of that
+    end: a surface fitted to a few corners between sleeves would bend through the garment."""
     h, w = det.shape
-    take, A = _design_all(h, w)
-    values = det.ravel()[take]
+    values = det.ravel()[:: max(1, (h * w) // 4096)]  # at most ~4,096 pixels spread over the frame
     lo, hi = (float(q) for q in np.percentile(values, (1.0, 99.0)))
     if polarity == "auto":
         tight_lo, tight_hi = np.count_nonzero(values <= lo + 3.0), np.count_nonzero(values >= hi - 3.0)
@@ -218,18 +222,10 @@ def _light_anywhere(det: np.ndarray, polarity: str) -> tuple[np.ndarray, float, 
     else:
         invert = polarity == "dataset"
     tol = max(8.0, TRIM * (hi - lo))
-    pick = values <= lo + tol if invert else values >= hi - tol
-    coef, noise = _background(values[pick], A[pick], float(np.median(values[pick])))
-    return coef, noise, invert
-
-
-@functools.lru_cache(maxsize=16)
-def _design_all(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most 4,096 pixels spread over an (h, w) image, as flat indices, and their quadratic terms (n, 6)."""
-    take = np.arange(0, h * w, max(1, (h * w) // 4096))
-    gx, gy = _grid(w, h)
-    x, y = np.broadcast_to(gx, (h, w)).ravel()[take], np.broadcast_to(gy, (h, w)).ravel()[take]
-    return take, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1).astype(np.float32)
+    picked = values[values <= lo + tol] if invert else values[values >= hi - tol]
+    level = float(np.median(picked))
+    noise = 1.2533 * float(np.mean(np.abs(picked - level))) / max(level if not invert else 255.0 - level, 1.0)
+    return np.array([level, 0, 0, 0, 0, 0], np.float64), noise, invert
 
 
 def _exact_box(small: Image.Image, box: tuple[int, int, int, int], k: int, light: np.ndarray, invert: bool,
