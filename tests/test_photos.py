@@ -192,3 +192,26 @@ def test_what_sits_under_the_transparency_does_not_matter(sample):
     assert all(np.array_equal(f, forms[0]) for f in forms[1:])
     assert np.array_equal(forms[0], to_dataset_form(flat).astype(int))
     assert forms[0].max() == 255  # the garment is there, and reaches the data set's full contrast
+
+
+def test_a_cut_out_is_found_by_its_alpha_even_when_it_is_nearly_white(sample):
+    """The garment is where the image is opaque: a near-white garment cut out on a transparent background differs
+    from white by less than the 5% that finds a garment on a background, and is still framed by its alpha."""
+    img = sample[0][11]
+    rows, cols = np.flatnonzero(img.max(1)), np.flatnonzero(img.max(0))
+    v = np.asarray(Image.fromarray(img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]).resize((260, 380)), np.float32) / 255
+
+    def cut_out(darkness: float) -> bytes:
+        rgba = np.zeros((380, 260, 4), np.uint8)
+        rgba[:, :, :3] = np.rint(255 * (1 - darkness * v))[:, :, None]
+        rgba[:, :, 3] = np.where(v > 0.02, 255, 0)
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+        return buf.getvalue()
+
+    faint, dark = to_dataset_form(cut_out(0.04)), to_dataset_form(cut_out(1.0))
+    def extent(a):
+        return np.flatnonzero(a.max(1) > 0)[[0, -1]].tolist(), np.flatnonzero(a.max(0) > 0)[[0, -1]].tolist()
+    assert extent(faint) == extent(dark)
+    with pytest.raises(errors.ImageValueError, match="one flat colour"):  # flattened, nothing stands out
+        to_dataset_form(np.asarray(Image.open(io.BytesIO(cut_out(0.04))).convert("RGB")))

@@ -254,6 +254,11 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 
 
 def _decode(fp, what: str) -> np.ndarray:
+    return _decode_alpha(fp, what)[0]
+
+
+def _decode_alpha(fp, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """An encoded image -> (its pixels as `from_pil` gives them, its alpha channel or None: see `alpha_of`)."""
     with _open(fp, what) as im:
         if im.format == "JPEG":
             im.draft("RGB" if im.mode == "RGB" else None, DRAFT_SIZE)
@@ -261,9 +266,24 @@ def _decode(fp, what: str) -> np.ndarray:
         turn = _orientation(im)
         upright = im.transpose(turn) if turn is not None else im
         try:
-            return from_pil(upright)
+            return from_pil(upright), alpha_of(upright)
         except FmnistEdgeError as exc:
             raise type(exc)(f"{what}: {exc}") from None
+
+
+def alpha_of(image) -> np.ndarray | None:
+    """The alpha channel (uint8 (H, W), 0 transparent) of a PIL image or an (H, W, 4) array that has transparent
+    pixels; None when it has none (no alpha channel, or every pixel opaque)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 4:
+            return None
+        a = image[:, :, 3]
+        a = a if a.dtype == np.uint8 else np.rint(np.clip(np.asarray(a, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif isinstance(image, Image.Image) and (image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info):
+        a = np.asarray((image.convert("LA") if image.mode == "La" else image).convert("RGBA"))[:, :, 3]
+    else:
+        return None
+    return np.ascontiguousarray(a) if a.size and int(a.min()) < 255 else None
 
 
 class Source:
@@ -282,6 +302,7 @@ class Source:
         self._jpeg: bytes | None = None
         self._header: Image.Image | None = None
         self.dataset_form: np.ndarray | None = None
+        self.alpha: np.ndarray | None = None  # uint8 (H, W) where the image has transparent pixels, upright
         self.what = "image"
         encoded = _encoded(image)
         if encoded is None:  # decoded already: an array or a PIL image
@@ -291,7 +312,8 @@ class Source:
                 self._levels[1] = Image.fromarray(np.ascontiguousarray(image), "RGB").convert("L")
                 self.size = self._levels[1].size
             else:
-                self._set_full(to_array(image))
+                self._set_full(to_array(image))  # refuses what is no image, a closed PIL image included
+                self.alpha = alpha_of(image)
             return
         data, self.what = encoded
         im = _open(io.BytesIO(data), self.what)
@@ -305,7 +327,8 @@ class Source:
                 self.dataset_form = np.asarray(self.gray(1))
             return
         im.close()
-        self._set_full(_decode(io.BytesIO(data), self.what))
+        pixels, self.alpha = _decode_alpha(io.BytesIO(data), self.what)
+        self._set_full(pixels)
 
     def _set_full(self, a: np.ndarray) -> None:
         if a.ndim == 2 and a.shape == IMAGE_SHAPE:

@@ -103,6 +103,56 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     # 1. find the garment on a small copy
     scale = src.scale_for(DECODE_SIDE)
     small = src.gray(scale)
+    if src.alpha is not None:  # a cut-out: the garment is where it is opaque, composited onto white
+        r0, r1, c0, c1, h, w = _opaque_box(src.alpha, small.size)
+        coef, invert = np.array([255.0, 0, 0, 0, 0, 0]), False
+    else:
+        r0, r1, c0, c1, h, w, coef, invert = _find(small, polarity)
+    x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
+
+    # 2. crop at the coarsest scale that leaves GARMENT_SIDE px on the garment, resize its longest edge to 28
+    W, H = src.size
+    long_side = max((x1 - x0) * W, (y1 - y0) * H)
+    fine = next((s for s in Source.SCALES if s <= scale and long_side / s >= GARMENT_SIDE), 1)
+    im = src.gray(fine)
+    iw, ih = im.size
+    box_px = (int(x0 * iw), int(y0 * ih), max(int(x0 * iw) + 1, -int(-x1 * iw)), max(int(y0 * ih) + 1, -int(-y1 * ih)))
+    crop = im.crop(box_px)
+    cw, ch = crop.size
+    f = SIZE / max(cw, ch)
+    size = (max(1, round(cw * f)), max(1, round(ch * f)))
+    a = np.asarray(crop.resize(size, Image.Resampling.BOX) if size != (cw, ch) else crop, np.float32)
+    if invert:
+        a = 255.0 - a
+
+    # 3. flat-field: divide by the background's light where each output pixel's box sits; stretch the contrast
+    px = (box_px[0] + (np.arange(size[0], dtype=np.float32) + 0.5) * (cw / size[0])) / iw
+    py = (box_px[1] + (np.arange(size[1], dtype=np.float32) + 0.5) * (ch / size[1])) / ih
+    garment = np.clip(1.0 - a / np.maximum(_surface(coef, px[None, :], py[:, None]), 1.0), 0.0, 1.0)
+    top = float(garment.max())
+    if top > 0.0:
+        garment *= 1.0 / top
+    photo = Image.fromarray(np.rint(255.0 - 255.0 * garment).astype(np.uint8), "L")
+
+    # 4. sharpen, 5. pad the short edge to 28 centred on the (white) background, 6. negate
+    photo = photo.filter(_SHARPEN)
+    canvas = Image.new("L", (SIZE, SIZE), 255)
+    canvas.paste(photo, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
+    return 255 - np.asarray(canvas)
+
+
+def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) -> np.ndarray:
+    """Where gray `a` differs from the background `light` by more than `threshold` of the room it leaves: darker
+    than it (a photo), or with `invert` lighter (a dark frame, the data set's polarity)."""
+    if invert:
+        return (a - light) / np.maximum(255.0 - light, 1.0) > threshold
+    return 1.0 - a / np.maximum(light, 1.0) > threshold
+
+
+def _find(small: Image.Image, polarity: str) -> tuple:
+    """The garment on the decoded frame `small` -> (r0, r1, c0, c1, h, w, coef, invert): its box in an (h, w)
+    image, the light to flat-field with (6 coefficients, of the negated frame when `invert`), and whether the
+    frame is negated (the data set's polarity)."""
     k = max(1, min(small.size) // DETECT_SIDE, math.ceil(math.sqrt(small.width * small.height / DETECT_PIXELS)))
     det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 60..119 px short side (less if thin)
     h, w = det.shape
@@ -145,45 +195,19 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
         h, w = small.height, small.width
     else:
         r0, r1, c0, c1 = box
-    x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
-
-    # 2. crop at the coarsest scale that leaves GARMENT_SIDE px on the garment, resize its longest edge to 28
-    W, H = src.size
-    long_side = max((x1 - x0) * W, (y1 - y0) * H)
-    fine = next((s for s in Source.SCALES if s <= scale and long_side / s >= GARMENT_SIDE), 1)
-    im = src.gray(fine)
-    iw, ih = im.size
-    box_px = (int(x0 * iw), int(y0 * ih), max(int(x0 * iw) + 1, -int(-x1 * iw)), max(int(y0 * ih) + 1, -int(-y1 * ih)))
-    crop = im.crop(box_px)
-    cw, ch = crop.size
-    f = SIZE / max(cw, ch)
-    size = (max(1, round(cw * f)), max(1, round(ch * f)))
-    a = np.asarray(crop.resize(size, Image.Resampling.BOX) if size != (cw, ch) else crop, np.float32)
-    if invert:
-        a = 255.0 - a
-
-    # 3. flat-field: divide by the background's light where each output pixel's box sits; stretch the contrast
-    px = (box_px[0] + (np.arange(size[0], dtype=np.float32) + 0.5) * (cw / size[0])) / iw
-    py = (box_px[1] + (np.arange(size[1], dtype=np.float32) + 0.5) * (ch / size[1])) / ih
-    garment = np.clip(1.0 - a / np.maximum(_surface(coef, px[None, :], py[:, None]), 1.0), 0.0, 1.0)
-    top = float(garment.max())
-    if top > 0.0:
-        garment *= 1.0 / top
-    photo = Image.fromarray(np.rint(255.0 - 255.0 * garment).astype(np.uint8), "L")
-
-    # 4. sharpen, 5. pad the short edge to 28 centred on the (white) background, 6. negate
-    photo = photo.filter(_SHARPEN)
-    canvas = Image.new("L", (SIZE, SIZE), 255)
-    canvas.paste(photo, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
-    return 255 - np.asarray(canvas)
+    return r0, r1, c0, c1, h, w, coef, invert
 
 
-def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) -> np.ndarray:
-    """Where gray `a` differs from the background `light` by more than `threshold` of the room it leaves: darker
-    than it (a photo), or with `invert` lighter (a dark frame, the data set's polarity)."""
-    if invert:
-        return (a - light) / np.maximum(255.0 - light, 1.0) > threshold
-    return 1.0 - a / np.maximum(light, 1.0) > threshold
+
+def _opaque_box(alpha: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int, int, int]:
+    """A cut-out's box: the largest object more than 5% opaque in `alpha` (uint8, full size), on a copy of `size` (W, H)
+    -> (r0, r1, c0, c1, h, w); ImageValueError when nothing is opaque."""
+    w, h = size
+    opaque = np.asarray(Image.fromarray(alpha).resize((w, h), Image.Resampling.BOX)) > 255 * TRIM  # as the paper trimmed
+    box = _largest_object(opaque)
+    if box is None:
+        raise ImageValueError("the image is fully transparent: nothing to classify")
+    return (*box, h, w)
 
 
 def _no_border(box: tuple[int, int, int, int] | None, band_object: np.ndarray, other: float, spread: float,
