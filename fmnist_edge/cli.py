@@ -387,8 +387,11 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
               help="TLS certificate chain (PEM) for the gRPC port; REST stays plain HTTP for now.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
               help="The private key (PEM, unencrypted) of --tls-cert.")
+@click.option("--trust", "trust", type=click.Path(dir_okay=False), multiple=True, metavar="PUBKEY",
+              help="Serve only versions signed by this public key (repeatable; `fmnist-edge keygen` makes one) "
+                   "[default: no check].")
 def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue,
-          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key):
+          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
     --grpc-port over gRPC too) and Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model
     repository."""
@@ -397,7 +400,8 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
     run(model_dir, precision=precision, device=device, host=host, port=port,
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
-        preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key)
+        preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key,
+        trust=tuple(trust))
 
 
 @cli.command()
@@ -405,13 +409,42 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
 @click.argument("repository", type=click.Path(file_okay=False))
 @click.option("--precision", type=click.Choice(IR_PRECISIONS), default="fp32", show_default=True,
               help="Which converted IR becomes the new version.")
-def publish(artifacts, repository, precision):
+@click.option("--sign", "key", type=click.Path(dir_okay=False), default=None, metavar="KEY",
+              help="Sign every file of the version with this private key (`fmnist-edge keygen`) [default: unsigned].")
+def publish(artifacts, repository, precision, key):
     """Add ARTIFACTS' verified model to REPOSITORY as its next version (REPOSITORY/fmnist/<N>/, written under a
     hidden name and renamed into place: a server watching the repository swaps it in)."""
     from .convert.serving import publish as run
 
-    folder = run(artifacts, repository, precision)
-    click.echo(f"published {artifacts} ({precision}) as {folder}")
+    folder = run(artifacts, repository, precision, sign=key)
+    click.echo(f"published {artifacts} ({precision}) as {folder}{' (signed)' if key else ''}")
+
+
+@cli.command()
+@click.argument("prefix", type=click.Path(dir_okay=False))
+def keygen(prefix):
+    """Write a signing key pair: PREFIX (EC P-256 private key, PEM, mode 0600; keep it off the kiosks) and
+    PREFIX.pub (its public key, for `serve --trust` and `verify --trust`). Never overwrites a key."""
+    from .signing import fingerprint
+    from .signing import keygen as run
+
+    private, public = run(prefix)
+    click.echo(f"private key {private}, public key {public} (fingerprint {fingerprint(public.read_bytes())[:16]})")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--trust", "trust", type=click.Path(dir_okay=False), multiple=True, required=True, metavar="PUBKEY",
+              help="A public key whose signature is accepted (repeatable).")
+def verify(folder, trust):
+    """Check the signature of a version folder (or of the newest version of a repository or artifact folder's
+    serving/): prints ok and the key, or one line that says what fails, and exits 1."""
+    from .signing import signed_folder
+    from .signing import verify as run
+
+    target = signed_folder(folder)
+    key = run(target, trust)
+    click.echo(f"{target}: ok, signed by {key.short} ({key.source})")
 
 
 @cli.command()

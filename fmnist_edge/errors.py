@@ -76,6 +76,10 @@ class IntegrityError(ModelFileError):
     """A model file is missing or differs from the size and sha256 that manifest.json records."""
 
 
+class SignatureError(ModelFileError):
+    """A version's signature is missing, invalid or made by an untrusted key, or a file differs from what was signed."""
+
+
 class PrecisionNotAvailableError(ModelFileError):
     """The artifact folder holds no usable model of the precision asked for."""
 

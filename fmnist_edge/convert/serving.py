@@ -40,12 +40,18 @@ def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
     return [*copies, root / SERVING_CONFIG]
 
 
-def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precision: str = "fp32") -> Path:
+def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precision: str = "fp32",
+            sign: str | os.PathLike | None = None) -> Path:
     """Add the verified `precision` IR of an artifact folder to `repository` as its next version; returns the
     new version folder. The folder is filled under a hidden name and renamed into place, so a server that
-    watches the repository never sees half of it."""
+    watches the repository never sees half of it. `sign`: a private key (`fmnist-edge keygen`) that signs every
+    file of the version (model.sig) before the rename, so a version appears signed or not at all."""
     from ..artifact import locate
 
+    if sign is not None:
+        from ..signing import check_private_key
+
+        check_private_key(sign)  # a bad key is refused before anything is copied
     if precision not in PUBLISHABLE:
         raise ConfigError(f"cannot publish precision {precision!r}; choose one of {', '.join(PUBLISHABLE)} "
                           "(bf16 is the fp32 IR: publish fp32 and serve it with --precision bf16)")
@@ -62,6 +68,10 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
         for src, dst in zip((files.xml, files.xml.with_suffix(".bin")), ir_pair(stage), strict=True):
             shutil.copyfile(src, dst)
         write_version_manifest(stage, manifest, precision)
+        if sign is not None:
+            from ..signing import sign as sign_folder
+
+            sign_folder(stage, sign)
         for path in stage.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())

@@ -75,7 +75,8 @@ class Classifier:
     @classmethod
     def load(cls, path: str | os.PathLike = "artifacts", precision: str = "fp32", device: str = "CPU",
              cache_dir: str | os.PathLike | None = None, threads: int | None = None, *,
-             hint: str = "latency", verify: bool = True, polarity: str = "auto") -> Classifier:
+             hint: str = "latency", verify: bool = True, polarity: str = "auto",
+             trust: Iterable[str | os.PathLike | bytes] | None = None) -> Classifier:
         """Verify and compile the OpenVINO model that `fmnist-edge convert` wrote.
 
         Args:
@@ -91,13 +92,21 @@ class Classifier:
                 for `predict_async` and large batches).
             verify: check the files against the sha256 hashes in manifest.json before loading.
             polarity: how photos are negated: "auto", "photo" or "dataset" (see `preprocess.to_dataset_form`).
+            trust: public keys (paths or PEM bytes) one of which must have signed `path` (a version folder that
+                `fmnist-edge publish --sign` wrote); checked before anything is compiled. None: no check.
 
         Raises:
             ConfigError: an unknown precision, hint, polarity or a bad thread count.
             ModelFileError (ManifestError, IntegrityError, PrecisionNotAvailableError): the folder lacks the
                 model, its manifest, or a file differs from what the manifest records.
+            SignatureError: with `trust`, the folder's signature is missing, invalid or by another key, or a
+                file differs from what was signed.
             DeviceError: the device is not present or cannot compile the model.
         """
+        if trust is not None:
+            from ..signing import verify as verify_signature
+
+            verify_signature(path, trust)  # before the manifest, so that a consistent rewrite is named as such
         if precision == "auto":
             return cls._load_fastest(path, device, cache_dir, threads, hint=hint, verify=verify, polarity=polarity)
         if hint not in HINTS:

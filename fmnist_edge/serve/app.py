@@ -46,10 +46,11 @@ class _SecurityHeaders:
 
 def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
                version: str = FIRST_VERSION, body_timeout_s: float = BODY_TIMEOUT_S, max_queue: int = MAX_QUEUE,
-               max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = ()):
+               max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), trust: tuple[str, ...] = ()):
     """The ASGI app around `classifier`: a loaded `fmnist_edge.runtime.Classifier` (served as model `fmnist`,
     version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests.
-    `max_batch_delay_us` > 0 merges concurrent infer requests into batches (see batching.py)."""
+    `max_batch_delay_us` > 0 merges concurrent infer requests into batches (see batching.py). `trust`: the
+    fingerprints of the keys that versions must be signed by, shown by /health ([]: no key, no check)."""
     require("starlette", INSTALL_KIOSK)
     require("python_multipart", INSTALL_KIOSK)
     require("prometheus_client", INSTALL_KIOSK)
@@ -71,7 +72,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     core = Inference(models, metrics=metrics, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
                      preferred_batch_sizes=preferred_batch_sizes)
     s = Service(core, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},
-                body_timeout_s=body_timeout_s)
+                body_timeout_s=body_timeout_s, trust=trust)
     app = Starlette(
         routes=[
             Route("/", s.page, methods=["GET"]),
@@ -137,16 +138,23 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
           repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
           max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), grpc_port: int | None = None,
-          tls_cert: str | None = None, tls_key: str | None = None) -> None:
+          tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = ()) -> None:
     """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
     and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's gRPC service
-    too, in the same event loop, with TLS from `tls_cert` and `tls_key` (PEM files; gRPC only, for now)."""
+    too, in the same event loop, with TLS from `tls_cert` and `tls_key` (PEM files; gRPC only, for now).
+    `trust`: public keys (paths); a version (or the --model folder) not signed by one of them is refused."""
     from ..runtime import Classifier
     from . import server
     from .repository import Repository
 
+    keys = None
+    if trust:
+        from ..signing import trusted_keys
+
+        keys = trusted_keys(trust)  # a bad key file: one error line before anything loads
+
     def load(path):
-        return Classifier.load(path, precision=precision, device=device, threads=threads)
+        return Classifier.load(path, precision=precision, device=device, threads=threads, trust=keys)
 
     if grpc_port is None and (tls_cert or tls_key):
         raise ConfigError("--tls-cert and --tls-key secure the gRPC service only (for now); add --grpc-port PORT")
@@ -164,11 +172,13 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
         clf = models = load(model)
         source = model
     app = create_app(models, max_upload_bytes=max_upload_bytes, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
-                     preferred_batch_sizes=preferred_batch_sizes)
+                     preferred_batch_sizes=preferred_batch_sizes, trust=tuple(k.fingerprint for k in keys or ()))
     shown = f"[{host}]" if ":" in host else host
     chosen = f"{clf.precision}, chosen by auto" if clf.choice else clf.precision
     log(f"model: {source} ({chosen} on {clf.device}, computes in {clf.inference_precision})")
     log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops); inference protocol under /v2, metrics at /metrics")
+    if keys:
+        log(f"trust: versions must be signed by {', '.join(f'{k.short} ({k.source})' for k in keys)}")
     if not is_loopback(host):
         log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
     if repository is not None:

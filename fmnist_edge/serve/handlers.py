@@ -29,8 +29,9 @@ class Service:
     """What every request shares, and the handlers that use it."""
 
     def __init__(self, core: Inference, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
-                 body_timeout_s: float):
+                 body_timeout_s: float, trust: tuple[str, ...] = ()):
         self.core, self.models, self.metrics = core, core.models, metrics
+        self.trust = list(trust)  # fingerprints of the keys a version must be signed by; [] trusts no key
         self.max_upload_bytes, self.top_k, self.model_info = max_upload_bytes, top_k, model_info
         self.body_timeout_s = body_timeout_s
         self.started = time.monotonic()
@@ -135,6 +136,7 @@ class Service:
             "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
                       "versions": self.models.served_versions(), **self.model_info},
             "packages": self.packages,
+            "trust": self.trust,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "predictions": self.stats["predictions"],
             "rejected": self.stats["rejected"],
