@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -103,12 +104,10 @@ def from_source(src: Source, polarity: str = "auto") -> np.ndarray:
     # 1. find the garment on a small copy
     scale = src.scale_for(DECODE_SIDE)
     small = src.gray(scale)
-    if src.alpha is not None:  # a cut-out: the garment is where it is opaque, composited onto white
-        r0, r1, c0, c1, h, w = _opaque_box(src.alpha, small.size)
-        coef, invert = np.array([255.0, 0, 0, 0, 0, 0]), False
-    else:
-        r0, r1, c0, c1, h, w, coef, invert = _find(small, polarity)
-    x0, x1, y0, y1 = c0 / w, c1 / w, r0 / h, r1 / h  # the trim box as fractions of the frame
+    # a cut-out: the garment is where it is opaque (composited onto white); else it is looked for
+    g = _opaque(src.alpha, small.size) if src.alpha is not None else _find(small, polarity)
+    coef, invert = g.coef, g.invert
+    x0, x1, y0, y1 = g.c0 / g.w, g.c1 / g.w, g.r0 / g.h, g.r1 / g.h  # the trim box as fractions of the frame
 
     # 2. crop at the coarsest scale that leaves GARMENT_SIDE px on the garment, resize its longest edge to 28
     W, H = src.size
@@ -149,10 +148,25 @@ def _object(a: np.ndarray, light: np.ndarray, invert: bool, threshold: float) ->
     return 1.0 - a / np.maximum(light, 1.0) > threshold
 
 
-def _find(small: Image.Image, polarity: str) -> tuple:
-    """The garment on the decoded frame `small` -> (r0, r1, c0, c1, h, w, coef, invert): its box in an (h, w)
-    image, the light to flat-field with (6 coefficients, of the negated frame when `invert`), and whether the
-    frame is negated (the data set's polarity)."""
+class _Garment(NamedTuple):
+    """Where the garment is: its box (ends exclusive) on a copy of the frame of (h, w) px; the light to flat-field
+    it with (6 coefficients, of the negated frame when `invert`); whether the frame is negated (data set polarity)."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    h: int
+    w: int
+    coef: np.ndarray
+    invert: bool
+
+
+WHITE = np.array([255.0, 0, 0, 0, 0, 0])  # an even, white light: what a cut-out is composited onto
+
+
+def _find(small: Image.Image, polarity: str) -> _Garment:
+    """The garment on the decoded frame `small`, from its border band or, without one, from its histogram."""
     k = max(1, min(small.size) // DETECT_SIDE, math.ceil(math.sqrt(small.width * small.height / DETECT_PIXELS)))
     det = np.asarray(small.reduce(k) if k > 1 else small, np.float32)  # (h, w) gray, 60..119 px short side (less if thin)
     h, w = det.shape
@@ -176,7 +190,7 @@ def _find(small: Image.Image, polarity: str) -> tuple:
     other = np.count_nonzero((-diff if invert else diff) > np.maximum(step, noise_levels)) / diff.size
     garment, noise = (lighter, lit_noise) if invert else (darker, noise)
     if invert:  # work on a light background, as the paper did: the negated frame's light is 255 - the surface
-        coef = np.array([255.0, 0, 0, 0, 0, 0]) - coef
+        coef = WHITE - coef
     box = _largest_object(garment)
     spread = float(surf.max() - surf.min()) / max(float(surf.max()), 1.0)
     if box is None and polarity != "auto":
@@ -186,28 +200,24 @@ def _find(small: Image.Image, polarity: str) -> tuple:
     if _no_border(box, garment.ravel()[take], other, spread, band_noise, h, w):  # the border is no background
         light, noise, invert = _light_anywhere(det, polarity)
         surf = _surface(light, *_grid(w, h))
-        coef = np.array([255.0, 0, 0, 0, 0, 0]) - light if invert else light
+        coef = WHITE - light if invert else light
         box = _largest_object(_object(det, surf, invert, max(TRIM, NOISE_SIGMAS * noise)))
     if box is None:
         raise ImageValueError("the image is one flat colour: nothing to classify (an object must differ from its background)")
     if k > 1:  # the box of the reduced copy, made exact on the frame it was reduced from
-        r0, r1, c0, c1 = _exact_box(small, box, k, light, invert, max(TRIM, NOISE_SIGMAS * noise * k))
+        box = _exact_box(small, box, k, light, invert, max(TRIM, NOISE_SIGMAS * noise * k))
         h, w = small.height, small.width
-    else:
-        r0, r1, c0, c1 = box
-    return r0, r1, c0, c1, h, w, coef, invert
+    return _Garment(*box, h, w, coef, invert)
 
 
-
-def _opaque_box(alpha: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int, int, int]:
-    """A cut-out's box: the largest object more than 5% opaque in `alpha` (uint8, full size), on a copy of `size` (W, H)
-    -> (r0, r1, c0, c1, h, w); ImageValueError when nothing is opaque."""
+def _opaque(alpha: np.ndarray, size: tuple[int, int]) -> _Garment:
+    """A cut-out: the largest object more than 5% opaque (as the paper trimmed) in `alpha` (uint8, full size),
+    found on a copy of `size` (W, H), on white; ImageValueError when nothing is opaque."""
     w, h = size
-    opaque = np.asarray(Image.fromarray(alpha).resize((w, h), Image.Resampling.BOX)) > 255 * TRIM  # as the paper trimmed
-    box = _largest_object(opaque)
+    box = _largest_object(np.asarray(Image.fromarray(alpha).resize((w, h), Image.Resampling.BOX)) > 255 * TRIM)
     if box is None:
         raise ImageValueError("the image is fully transparent: nothing to classify")
-    return (*box, h, w)
+    return _Garment(*box, h, w, WHITE, False)
 
 
 def _no_border(box: tuple[int, int, int, int] | None, band_object: np.ndarray, other: float, spread: float,
