@@ -80,6 +80,10 @@ class SignatureError(ModelFileError):
     """A version's signature is missing, invalid or made by an untrusted key, or a file differs from what was signed."""
 
 
+class GoldenSetError(ModelFileError):
+    """A version's model does not give the answers its golden set records (golden.json), so it may not serve."""
+
+
 class PrecisionNotAvailableError(ModelFileError):
     """The artifact folder holds no usable model of the precision asked for."""
 

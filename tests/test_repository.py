@@ -34,7 +34,7 @@ def test_publish_adds_numbered_versions_that_verify_on_their_own(converted, tmp_
     repo = tmp_path / "repo"
     v1, v2 = publish(converted, repo), publish(converted, repo, "int8")
     assert (v1.name, v2.name) == ("1", "2") and sorted(p.name for p in (repo / "fmnist").iterdir()) == ["1", "2"]
-    assert {p.name for p in v1.iterdir()} == {"model.xml", "model.bin", "manifest.json"}
+    assert {p.name for p in v1.iterdir()} == {"model.xml", "model.bin", "manifest.json", "golden.json"}
     copied = tmp_path / "elsewhere"
     shutil.copytree(v1, copied)  # a copied version folder still verifies
     x = fmnist.x_test[:20]

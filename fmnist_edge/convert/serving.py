@@ -3,7 +3,8 @@
 Each version folder also holds its own manifest.json (the IR's sizes and sha256 hashes, the class names, the
 check figures `convert` measured), so a copied folder verifies on its own: `Classifier.load(version_folder)`
 and `fmnist-edge serve --repository ROOT` read it. `convert` writes version 1 into the artifact folder's
-`serving/`; `publish` adds the next version to any repository, atomically.
+`serving/`; `publish` adds the next version to any repository, atomically, with its golden set (golden.json; convert's
+version 1 has none and serves ungated).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
             sign: str | os.PathLike | None = None) -> Path:
     """Add the verified `precision` IR of an artifact folder to `repository` as its next version; returns the
     new version folder. The folder is filled under a hidden name and renamed into place, so a server that
-    watches the repository never sees half of it. `sign`: a private key (`fmnist-edge keygen`) that signs every
-    file of the version (model.sig) before the rename, so a version appears signed or not at all."""
+    watches the repository never sees half of it. The version holds its golden set (golden.json: the real
+    test images of `golden.py` and this IR's answers), listed in its manifest.json. `sign`: a private key
+    (`fmnist-edge keygen`) that signs every file of the version (model.sig) before the rename, so a version
+    appears signed or not at all."""
     from ..artifact import locate
 
     if sign is not None:
@@ -67,7 +70,12 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
     try:
         for src, dst in zip((files.xml, files.xml.with_suffix(".bin")), ir_pair(stage), strict=True):
             shutil.copyfile(src, dst)
-        write_version_manifest(stage, manifest, precision)
+        from ..golden import write as write_golden
+        from ..runtime import Classifier
+
+        # the golden set's answers: the same IR, verified in the artifact folder; recorded in the manifest
+        golden = write_golden(stage, Classifier.load(artifacts, precision=precision))
+        write_version_manifest(stage, {**manifest, "golden": golden}, precision)
         if sign is not None:
             from ..signing import sign as sign_folder
 

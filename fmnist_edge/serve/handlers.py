@@ -134,7 +134,8 @@ class Service:
         return JSONResponse({
             "status": "ok",
             "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
-                      "versions": self.models.served_versions(), **self.model_info},
+                      "versions": self.models.served_versions(), "golden": self.models.gate(current),
+                      "refused": self.models.refused(), **self.model_info},
             "packages": self.packages,
             "trust": self.trust,
             "uptime_s": round(time.monotonic() - self.started, 1),

@@ -4,8 +4,11 @@ A thread polls the repository; a new version folder (renamed into place, as `fmn
 verified against its own manifest.json, compiled and warmed up (batch 1 and a batch) in that thread, and only
 then swapped in, so no request waits for it or fails. Requests take the current classifier when they start and
 keep it to their end: an old version is released when its last request is done. The newest `KEEP` versions stay
-loaded for explicit /versions/N requests. A version that fails verification or loading is logged once and
-refused (tried again only if its folder changes); the current one keeps serving.
+loaded for explicit /versions/N requests. The gates, in order: hashes (and the signature, with --trust),
+compile and warm-up, then the golden set (golden.py: >= 99% of golden.json's answers, or refused; a version
+without golden.json serves "not gated", as said in the log and /health). A version that fails a gate is logged
+once with its reason, kept in `refused()` (shown by /health) and tried again only if its folder changes; the
+current one keeps serving.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import faults
+from .. import faults, golden
 from ..contract import INPUT_SHAPE, MODEL_NAME
-from ..errors import FmnistEdgeError, ModelFileError
+from ..errors import FmnistEdgeError, ModelFileError, first_line
 
 KEEP = 2  # versions kept loaded: the current one and the one before it
 POLL_S = 1.0
@@ -46,6 +49,14 @@ class ServedModel:
         """The versions a request may ask for, oldest first."""
         return [self._version]
 
+    def refused(self) -> dict[str, str]:
+        """{version: why it was refused} (a fixed model never is)."""
+        return {}
+
+    def gate(self, version: str) -> str | None:
+        """What the golden set said of a loaded version (None: not gated; a fixed model is not)."""
+        return None
+
     def add_swap_listener(self, listener: Callable[[str, object], None]) -> None:
         """Call `listener(version, classifier)` after each new version is swapped in (a fixed model never is)."""
         self._swap_listeners.append(listener)
@@ -67,6 +78,8 @@ class Repository(ServedModel):
         self._loaded: dict[str, object] = {}  # version -> classifier, oldest first
         self._current: str | None = None
         self._refused: dict[str, float] = {}  # version -> folder mtime when refused
+        self._reasons: dict[str, str] = {}  # version -> why it was refused
+        self._gates: dict[str, str | None] = {}  # version -> its golden set's summary (None: not gated)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not self.base.is_dir():
@@ -92,6 +105,14 @@ class Repository(ServedModel):
     def served_versions(self) -> list[str]:
         with self._lock:
             return list(self._loaded)
+
+    def refused(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._reasons)
+
+    def gate(self, version: str) -> str | None:
+        with self._lock:
+            return self._gates.get(version)
 
     @property
     def current(self) -> str:
@@ -142,17 +163,24 @@ class Repository(ServedModel):
                 faults.point("repository-loading")
             for batch in (1, 2):  # warm up both compiles (batch 1, dynamic batch) before serving
                 clf.predict_tensor(np.zeros((batch, *INPUT_SHAPE[1:]), np.float32))
+            gated = golden.check(folder, clf)
         except FmnistEdgeError as exc:
             self._refused[version] = mtime
+            with self._lock:
+                self._reasons[version] = first_line(exc)
             self._log(f"repository: refused version {version} ({exc}); still serving version {self._current}")
             return False
         with self._lock:
+            self._reasons.pop(version, None)
+            self._gates[version] = gated
             self._loaded[version] = clf
             if self._current is None or int(version) > int(self._current):
                 self._current = version
             for old in sorted(self._loaded, key=int)[:-KEEP]:
                 del self._loaded[old]  # released when the last request holding it ends
-        self._log(f"repository: serving version {self._current} ({clf.precision}, {time.strftime('%H:%M:%S')})")
+                self._gates.pop(old, None)
+        said = gated or f"not gated: no {golden.GOLDEN}"
+        self._log(f"repository: serving version {self._current} ({clf.precision}, {said}, {time.strftime('%H:%M:%S')})")
         for listener in self._swap_listeners:
             listener(self._current, self._loaded[self._current])
         return True
