@@ -369,8 +369,10 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU inference threads [default: unset: OpenVINO's choice].")
 @click.option("--repository", type=click.Path(file_okay=False), default=None,
-              help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/) instead of --model: "
-                   "the newest version that verifies, and each new version as it appears.")
+              help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/; or s3://BUCKET/PREFIX, "
+                   "file://PATH) instead of --model: the newest version that verifies, and each new version as it appears.")
+@click.option("--cache", type=click.Path(file_okay=False), default=None,
+              help="Where the versions of a remote --repository are kept [default: ~/.cache/fmnist-edge/<URI>].")
 @click.option("--max-connections", type=click.IntRange(min=1), default=MAX_CONNECTIONS, show_default=True,
               help="Open connections at most; requests past that are answered 503.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=MAX_QUEUE, show_default=True,
@@ -390,7 +392,7 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
 @click.option("--trust", "trust", type=click.Path(dir_okay=False), multiple=True, metavar="PUBKEY",
               help="Serve only versions signed by this public key (repeatable; `fmnist-edge keygen` makes one) "
                    "[default: no check].")
-def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, max_connections, max_queue,
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, cache, max_connections, max_queue,
           max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
     --grpc-port over gRPC too) and Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model
@@ -401,7 +403,7 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
         preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key,
-        trust=tuple(trust))
+        trust=tuple(trust), cache=cache)
 
 
 @cli.command()
@@ -413,7 +415,8 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
               help="Sign every file of the version with this private key (`fmnist-edge keygen`) [default: unsigned].")
 def publish(artifacts, repository, precision, key):
     """Add ARTIFACTS' verified model to REPOSITORY as its next version (REPOSITORY/fmnist/<N>/, written under a
-    hidden name and renamed into place: a server watching the repository swaps it in)."""
+    hidden name and renamed into place: a server watching the repository swaps it in). REPOSITORY may be
+    s3://BUCKET/PREFIX or file://PATH: the version is uploaded under a hidden prefix, its READY marker last."""
     from .convert.serving import publish as run
 
     folder = run(artifacts, repository, precision, sign=key)

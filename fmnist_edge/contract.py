@@ -51,3 +51,4 @@ FIRST_VERSION = "1"
 # The pip line that installs what a missing optional import needs.
 INSTALL_TRAIN = 'pip install "fmnist-edge[train]"'
 INSTALL_KIOSK = 'pip install "fmnist-edge[kiosk]"'
+INSTALL_FLEET = 'pip install "fmnist-edge[fleet]"'

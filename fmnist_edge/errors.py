@@ -80,6 +80,10 @@ class SignatureError(ModelFileError):
     """A version's signature is missing, invalid or made by an untrusted key, or a file differs from what was signed."""
 
 
+class StoreError(FmnistEdgeError):
+    """A remote model store (s3://, file://) cannot be reached, read or written, or its scheme is not supported."""
+
+
 class GoldenSetError(ModelFileError):
     """A version's model does not give the answers its golden set records (golden.json), so it may not serve."""
 

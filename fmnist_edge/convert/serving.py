@@ -42,14 +42,21 @@ def write_serving(root: Path, ir_files: list[Path]) -> list[Path]:
 
 
 def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precision: str = "fp32",
-            sign: str | os.PathLike | None = None) -> Path:
+            sign: str | os.PathLike | None = None) -> Path | str:
     """Add the verified `precision` IR of an artifact folder to `repository` as its next version; returns the
     new version folder. The folder is filled under a hidden name and renamed into place, so a server that
     watches the repository never sees half of it. The version holds its golden set (golden.json: the real
     test images of `golden.py` and this IR's answers), listed in its manifest.json. `sign`: a private key
     (`fmnist-edge keygen`) that signs every file of the version (model.sig) before the rename, so a version
-    appears signed or not at all."""
+    appears signed or not at all. A `repository` URI (s3://, file://): the version is staged as above in a local
+    temporary repository, then uploaded (store.upload: a hidden prefix, its READY marker last); returns its URI."""
     from ..artifact import locate
+    from ..store import check_scheme, is_remote, upload
+
+    if is_remote(repository):
+        check_scheme(str(repository))  # before anything is staged
+        with tempfile.TemporaryDirectory(prefix="fmnist-publish-") as local:
+            return upload(publish(artifacts, local, precision, sign=sign), str(repository))
 
     if sign is not None:
         from ..signing import check_private_key

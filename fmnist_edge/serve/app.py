@@ -138,11 +138,12 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
           repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
           max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), grpc_port: int | None = None,
-          tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = ()) -> None:
+          tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = (), cache: str | None = None) -> None:
     """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
     and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's gRPC service
     too, in the same event loop, with TLS from `tls_cert` and `tls_key` (PEM files; gRPC only, for now).
-    `trust`: public keys (paths); a version (or the --model folder) not signed by one of them is refused."""
+    `trust`: public keys (paths); a version (or the --model folder) not signed by one of them is refused.
+    A `repository` URI (s3://, file://) is served through the local folder `cache` (serve/remote.py)."""
     from ..runtime import Classifier
     from . import server
     from .repository import Repository
@@ -165,9 +166,18 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
         check_port(host, grpc_port)
     sock = listen(host, port)
     if repository is not None:
-        models = Repository(repository, load, log=log)
+        from ..store import is_remote
+
+        if is_remote(repository):
+            from .remote import RemoteRepository
+
+            models = RemoteRepository(repository, load, cache=cache, log=log)
+            watched = f"{repository}, cached in {models.base}"
+        else:
+            models = Repository(repository, load, log=log)
+            watched = models.base
         version, clf = models.get()
-        source = f"{models.base}/{version} (watching {models.base} for new versions)"
+        source = f"{models.base}/{version} (watching {watched} for new versions)"
     else:
         clf = models = load(model)
         source = model

@@ -1,0 +1,63 @@
+"""A model repository served from a remote store: a `Repository` over the local cache that a `store.Mirror` fills.
+
+Each poll first asks the store for a newer version (downloaded whole into the cache, see store.py), then the
+Repository verifies, gates and swaps it in as it does any local version. A poll that cannot reach the store is
+logged in one line and the kiosk goes on serving; the next polls back off exponentially with jitter up to
+BACKOFF_CAP_S, so a fleet does not stampede a store that comes back. A kiosk started while the store is down
+serves the newest version in its cache that verifies.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import StoreError
+from ..store import Mirror
+from .repository import POLL_S, Repository
+
+BACKOFF_CAP_S = 60.0
+
+
+class RemoteRepository(Repository):
+    """The versions of the store at `uri`, through the cache folder `cache` (None: store.default_cache)."""
+
+    def __init__(self, uri: str, load: Callable[[Path], object], cache=None, log: Callable[[str], None] = print,
+                 poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None,
+                 backoff_cap_s: float = BACKOFF_CAP_S):
+        self.uri, self._cap = uri, max(backoff_cap_s, poll_s)
+        self.mirror = Mirror(uri, cache)
+        self.failures = 0  # polls in a row that could not reach the store
+        self._sync(log)
+        super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap)
+
+    def _sync(self, log) -> None:
+        try:
+            self.mirror.sync()
+        except StoreError as exc:
+            self.failures += 1
+            log(f"repository: {exc}; serving from the cache {self.mirror.base}")
+        else:
+            if self.failures:
+                log(f"repository: {self.uri} answers again")
+            self.failures = 0
+
+    def poll(self) -> None:
+        self._sync(self._log)
+        super().poll()
+
+    def delay(self) -> float:
+        """Seconds to the next poll: poll_s while the store answers, then doubling per failure up to the cap,
+        with full jitter in its upper half."""
+        if not self.failures:
+            return self._poll_s
+        ceiling = min(self._cap, self._poll_s * 2 ** self.failures)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.delay()):
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any surprise; say it and go on
+                self._log(f"repository: poll failed ({type(exc).__name__}: {exc})")

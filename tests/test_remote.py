@@ -1,0 +1,154 @@
+"""Remote model stores: publish to a real S3 server (moto's, over the wire on 127.0.0.1) and serve from it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+pytest.importorskip("starlette")
+
+from fmnist_edge.atomic import owner_tag  # noqa: E402
+from fmnist_edge.cli import cli  # noqa: E402
+from fmnist_edge.harness.load import serving_version, start_server, stop_server  # noqa: E402
+from fmnist_edge.runtime import Classifier  # noqa: E402
+from fmnist_edge.serve.remote import RemoteRepository  # noqa: E402
+from fmnist_edge.store import READY, STAGE, _filesystem  # noqa: E402
+
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """moto's standalone S3 server in its own process on 127.0.0.1 (state in memory: a restart is empty)."""
+
+    def __init__(self):
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> S3Server:
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto's S3 server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    server = S3Server().start()
+    for name, value in {**AWS, "AWS_ENDPOINT_URL": server.endpoint}.items():
+        monkeypatch.setenv(name, value)
+    fs, _ = _filesystem("s3://shop")
+    fs.mkdir("shop")
+    yield server
+    server.stop()
+
+
+def _publish(artifacts, uri) -> str:
+    result = CliRunner().invoke(cli, ["publish", str(artifacts), uri])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _version(port: int) -> str | None:
+    try:
+        return serving_version(port)
+    except ConnectionRefusedError:  # the port is bound before the server listens on it
+        return None
+
+
+def _wait_version(port: int, version: str, deadline_s: float = 30) -> None:
+    deadline = time.monotonic() + deadline_s
+    while _version(port) != version:
+        assert time.monotonic() < deadline, f"version {version} never served"
+        time.sleep(0.1)
+
+
+def test_publish_to_s3_serve_from_it_and_from_the_cache_when_the_store_is_down(converted, s3, tmp_path):
+    uri, cache = "s3://shop/models", tmp_path / "cache"
+    assert "s3://shop/models/fmnist/1" in _publish(converted, uri)
+    fs, _ = _filesystem(uri)
+    assert fs.exists(f"shop/models/fmnist/1/{READY}") and not [n for n in fs.ls("shop/models/fmnist") if STAGE in n]
+    kiosk = ["--repository", uri, "--cache", str(cache)]
+    proc, port = start_server(*kiosk, env=dict(os.environ))
+    try:
+        _wait_version(port, "1", 10)
+        _publish(converted, uri)
+        _wait_version(port, "2")  # the next publish is picked up by a poll
+        s3.stop()  # the store goes down: the kiosk keeps serving
+        time.sleep(2.5)
+        assert serving_version(port) == "2"
+    finally:
+        stop_server(proc)
+    assert sorted(p.name for p in (cache / "fmnist").iterdir()) == ["1", "2"]
+    started = time.monotonic()
+    proc, port = start_server(*kiosk, env=dict(os.environ))  # restarted with the store down: serves its cache
+    try:
+        _wait_version(port, "2", 10)
+        print(f"restart from the cache with the store down: {time.monotonic() - started:.1f} s")
+    finally:
+        stop_server(proc)
+
+
+def test_a_partial_upload_is_never_loaded_and_the_next_publish_cleans_it(converted, s3, tmp_path):
+    uri, base = "s3://shop/models", "shop/models/fmnist"
+    _publish(converted, uri)
+    fs, _ = _filesystem(uri)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    staging = f"{base}/{STAGE}{owner_tag().rsplit('-', 1)[0]}-{dead.pid}-abcd1234"  # a publish killed mid-upload
+    fs.pipe_file(f"{staging}/model.xml", b"<net/>")
+    fs.pipe_file(f"{base}/2/model.xml", b"<net/>")  # killed while copying: no READY, so no version
+    lines = []
+    repo = RemoteRepository(uri, lambda p: Classifier.load(p, precision="fp32"), cache=tmp_path / "cache",
+                            log=lines.append, poll_s=0.1)
+    try:
+        repo.poll()
+        assert repo.current == "1" and sorted(p.name for p in repo.base.iterdir()) == ["1"]
+        assert "s3://shop/models/fmnist/3" in _publish(converted, uri)  # succeeds; the staging prefix is gone
+        assert not [n for n in fs.ls(base) if STAGE in n]
+        repo.poll()
+        assert repo.current == "3" and not repo.refused()
+        s3.stop()
+        repo.poll()  # a failed poll: one line, still serving, backing off
+        assert repo.current == "3" and repo.failures == 1 and 0.1 <= repo.delay() <= 0.2
+        assert sum("cannot read s3://shop/models" in line for line in lines) == 1
+    finally:
+        repo.close()
+
+
+def test_a_file_uri_store_works_the_same_way(converted, tmp_path):
+    uri = f"file://{tmp_path / 'store'}"
+    assert f"{uri}/fmnist/1" in _publish(converted, uri)
+    assert sorted(p.name for p in (tmp_path / "store" / "fmnist" / "1").iterdir()) == [
+        READY, "golden.json", "manifest.json", "model.bin", "model.xml"]
+    repo = RemoteRepository(uri, lambda p: Classifier.load(p, precision="fp32"), cache=tmp_path / "cache", log=lambda _: None)
+    try:
+        assert repo.current == "1" and (tmp_path / "cache" / "fmnist" / "1" / "model.bin").is_file()
+    finally:
+        repo.close()
