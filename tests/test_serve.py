@@ -135,6 +135,9 @@ def test_serve_refuses_a_taken_port_and_a_missing_model_in_one_line(converted, t
     assert r.exit_code != 0 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(cli, ["serve", "--model", str(converted), "--host", "no-such-host.invalid"])
     assert r.exit_code != 0 and "--host" in r.output
+    r = CliRunner().invoke(cli, ["serve", "--model", str(converted), "--cache", str(tmp_path / "cache")])
+    assert r.exit_code != 0 and "--cache keeps the versions of a remote --repository" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "cache").exists()
 
 
 def test_the_embedding_example_runs(converted, fmnist, tmp_path):

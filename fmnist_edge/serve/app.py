@@ -164,9 +164,13 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
 
         tls = read_tls(tls_cert, tls_key)  # a bad file or a taken port: one error line before the model loads
         check_port(host, grpc_port)
+    from ..store import is_remote
+
+    if cache is not None and (repository is None or not is_remote(repository)):
+        raise ConfigError("--cache keeps the versions of a remote --repository (s3://, file://); a local model or "
+                          "repository folder is served where it is: drop --cache")
     sock = listen(host, port)
     if repository is not None:
-        from ..store import is_remote
 
         if is_remote(repository):
             from .remote import RemoteRepository
