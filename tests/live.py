@@ -30,3 +30,11 @@ def live_server(app, **limits):
         srv.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def wait_for(condition, what: str, timeout_s: float = 60.0, step_s: float = 0.05) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s` (a deadline, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(step_s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import urllib.request
 
 import numpy as np
@@ -17,7 +16,7 @@ from fmnist_edge.convert.serving import publish
 from fmnist_edge.runtime import Classifier
 
 pytest.importorskip("starlette")
-from live import live_server  # noqa: E402
+from live import live_server, wait_for  # noqa: E402
 
 from fmnist_edge.serve import create_app  # noqa: E402
 from fmnist_edge.serve.repository import Repository  # noqa: E402
@@ -95,13 +94,6 @@ def _health(url) -> dict:
         return json.loads(r.read())
 
 
-def _wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
-        time.sleep(0.05)
-
-
 def test_a_version_that_answers_wrongly_fails_the_golden_set_and_never_serves(converted, tmp_path, fmnist):
     repo = tmp_path / "repo"
     publish(converted, repo)
@@ -118,16 +110,17 @@ def test_a_version_that_answers_wrongly_fails_the_golden_set_and_never_serves(co
     with live_server(create_app(models.start())) as url:
         assert _health(url)["model"]["golden"] == f"golden set: {golden.SIZE} of {golden.SIZE} agree"
         _permuted_version(repo, "1", "2")
-        _wait_for(lambda: "2" in _health(url)["model"]["refused"], "version 2 refused in /health")
+        wait_for(lambda: "2" in _health(url)["model"]["refused"], "version 2 refused in /health")
         health = _health(url)["model"]
         assert health["version"] == "1" and health["versions"] == ["1"]
         assert health["refused"] == {"2": f"golden set: 0 of {golden.SIZE} agree (needs 99%)"}
         assert any("refused version 2" in s and "golden set: 0 of" in s for s in said)
         n = len(said)
-        time.sleep(0.5)  # five polls: a refused folder that did not change is not tried again
+        for _ in range(5):  # polls, here and now: a refused folder that did not change is not tried again
+            models.poll()
         assert not any("version 2" in s for s in said[n:])
         publish(converted, repo)  # 3: a good version after it swaps in
-        _wait_for(lambda: _health(url)["model"]["version"] == "3", "version 3 served")
+        wait_for(lambda: _health(url)["model"]["version"] == "3", "version 3 served")
         health = _health(url)["model"]
         assert health["versions"] == ["1", "3"] and list(health["refused"]) == ["2"]
     models.close()

@@ -13,12 +13,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from live import wait_for
 
 from fmnist_edge.harness import photos as P
 from fmnist_edge.harness.load import start_grpc_server, stop_server
@@ -69,13 +69,6 @@ def _probs(client, x, **kw):
 def _shots(fmnist, n: int, start: int = 0) -> list[bytes]:
     sl = slice(start, start + n)
     return [p.data for p in P.make_photos(fmnist.x_test[sl], fmnist.y_test[sl], conditions=("camera",), sizes=("qvga",))]
-
-
-def _wait(condition, seconds: float = 30.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
-        time.sleep(0.02)
 
 
 def test_health_metadata_config_and_index_match_rest(client, ports):
@@ -245,7 +238,7 @@ def test_a_stream_answers_in_order_and_outlives_an_error(ports, clf, fmnist):
         for i in range(6):
             c.async_stream_infer("fmnist", [_input(x[i : i + 1])], request_id=str(i),
                                  model_version="9" if i == 2 else "")  # the third: an unknown version
-        _wait(lambda: len(got) == 6, what="six stream responses")
+        wait_for(lambda: len(got) == 6, "six stream responses", 30)
     finally:
         c.stop_stream()
         c.close()

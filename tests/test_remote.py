@@ -10,6 +10,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from live import wait_for
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -83,10 +84,7 @@ def _version(port: int) -> str | None:
 
 
 def _wait_version(port: int, version: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while _version(port) != version:
-        assert time.monotonic() < deadline, f"version {version} never served"
-        time.sleep(0.1)
+    wait_for(lambda: _version(port) == version, f"version {version} to serve", deadline_s, 0.1)
 
 
 def test_publish_to_s3_serve_from_it_and_from_the_cache_when_the_store_is_down(converted, s3, tmp_path):
@@ -100,9 +98,11 @@ def test_publish_to_s3_serve_from_it_and_from_the_cache_when_the_store_is_down(c
         _wait_version(port, "1", 10)
         _publish(converted, uri)
         _wait_version(port, "2")  # the next publish is picked up by a poll
-        s3.stop()  # the store goes down: the kiosk keeps serving
-        time.sleep(2.5)
-        assert serving_version(port) == "2"
+        s3.stop()  # the store goes down: the kiosk keeps serving, every request of 2.5 s answered by version 2
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            assert serving_version(port) == "2"
+            time.sleep(0.1)
     finally:
         stop_server(proc)
     assert sorted(p.name for p in (cache / "fmnist").iterdir()) == ["1", "2"]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -20,7 +19,7 @@ from fmnist_edge.convert.serving import publish
 from fmnist_edge.runtime import Classifier, to_model_input
 
 pytest.importorskip("starlette")
-from live import live_server  # noqa: E402
+from live import live_server, wait_for  # noqa: E402
 
 from fmnist_edge.serve import create_app  # noqa: E402
 from fmnist_edge.serve.repository import Repository, UnknownVersion  # noqa: E402
@@ -125,13 +124,13 @@ def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
         threads = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
         for t in threads:
             t.start()
-        _wait_for(lambda: len(seen) >= 10, "answers from version 1")
+        wait_for(lambda: len(seen) >= 10, "answers from version 1")
         publish(converted, repo)
-        _wait_for(lambda: "2" in seen[-20:], "answers from version 2")
+        wait_for(lambda: "2" in seen[-20:], "answers from version 2")
         _tampered_version(repo, "2", "3")
-        _wait_for(lambda: any("refused version 3" in line for line in said), "the tampered version 3 refused")
+        wait_for(lambda: any("refused version 3" in line for line in said), "the tampered version 3 refused")
         answered = len(seen)
-        _wait_for(lambda: len(seen) >= answered + 10, "answers after the refusal")
+        wait_for(lambda: len(seen) >= answered + 10, "answers after the refusal")
         stop.set()
         for t in threads:
             t.join(30)
@@ -161,11 +160,3 @@ def test_load_on_a_served_repository_with_reloads_fails_nothing(converted):
     for r in res["rows"]:
         assert r["failed"] == 0 and r["requests"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0, r
     assert res["published"] == 5 and int(res["serving_at_end"]) >= 2
-
-
-def _wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout_s` (a deadline, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
-        time.sleep(0.05)

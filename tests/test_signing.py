@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import stat
-import time
 import urllib.request
 
 import numpy as np
@@ -144,16 +143,9 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def _wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
-        time.sleep(0.05)
-
-
 def test_a_trusting_server_keeps_serving_through_a_tampered_version_and_swaps_to_a_signed_one(converted, tmp_path, keys):
     pytest.importorskip("starlette")
-    from live import live_server
+    from live import live_server, wait_for
 
     from fmnist_edge.serve import create_app
     from fmnist_edge.serve.repository import Repository
@@ -172,14 +164,14 @@ def test_a_trusting_server_keeps_serving_through_a_tampered_version_and_swaps_to
             health = _get(f"{url}/health")
             assert health["model"]["version"] == "1" and health["trust"] == [trust[0].fingerprint]
             _tampered_copy(repo, "1", "2")
-            _wait_for(lambda: any("refused version 2" in s for s in said), "the refusal of version 2")
+            wait_for(lambda: any("refused version 2" in s for s in said), "the refusal of version 2")
             refusal = next(s for s in said if "refused version 2" in s)
             assert "changed since signing: manifest.json, model.bin" in refusal and "still serving version 1" in refusal
             assert _get(f"{url}/health")["model"]["version"] == "1"
             assert models.get()[1].predict(image).label  # version 1 still answers
             v3 = publish(converted, repo, sign=private)
             assert v3.name == "3"
-            _wait_for(lambda: _get(f"{url}/health")["model"]["version"] == "3", "version 3 to serve")
+            wait_for(lambda: _get(f"{url}/health")["model"]["version"] == "3", "version 3 to serve")
             assert _get(f"{url}/health")["model"]["versions"] == ["1", "3"]  # 2 never loaded
         finally:
             models.close()
