@@ -357,6 +357,22 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
         raise click.ClickException(f"{failed} of {len(images)} images could not be classified")
 
 
+class VersionPolicyType(click.ParamType):
+    """`serve --versions`: latest:N | specific:A,B | all, as a serve.repository.VersionPolicy; one error line if bad."""
+
+    name = "POLICY"
+
+    def convert(self, value, param, ctx):
+        from .serve.repository import VersionPolicy
+
+        if isinstance(value, VersionPolicy):
+            return value
+        try:
+            return VersionPolicy.parse(value)
+        except FmnistEdgeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @cli.command()
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True,
               help="Artifact folder from `fmnist-edge convert`.")
@@ -386,14 +402,20 @@ def predict(images, model_dir, precision, device, top_k, polarity, as_json):
               help="Also serve the inference protocol over gRPC (KServe v2 / Triton's GRPCInferenceService) on this "
                    "port of --host (0: any free one) [default: no gRPC].")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
-              help="TLS certificate chain (PEM) for the gRPC port; REST stays plain HTTP for now.")
+              help="TLS certificate chain (PEM): the kiosk and /v2 speak HTTPS, and the gRPC port TLS.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
               help="The private key (PEM, unencrypted) of --tls-cert.")
 @click.option("--trust", "trust", type=click.Path(dir_okay=False), multiple=True, metavar="PUBKEY",
               help="Serve only versions signed by this public key (repeatable; `fmnist-edge keygen` makes one) "
                    "[default: no check].")
+@click.option("--admin-token-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A file (mode 0600) holding the bearer token that the repository extension (/v2/repository/...) "
+                   "and /metrics need [default: they are off].")
+@click.option("--versions", "versions", type=VersionPolicyType(), default="latest:1", show_default=True,
+              help="Which versions of --repository serve: latest:N (the N newest that pass the gates), "
+                   "specific:A,B or all; the newest of them is current.")
 def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, cache, max_connections, max_queue,
-          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust):
+          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust, admin_token_file, versions):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
     --grpc-port over gRPC too) and Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model
     repository."""
@@ -403,7 +425,7 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
         preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key,
-        trust=tuple(trust), cache=cache)
+        trust=tuple(trust), cache=cache, admin_token_file=admin_token_file, versions=versions)
 
 
 @cli.command()

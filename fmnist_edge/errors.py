@@ -88,6 +88,11 @@ class GoldenSetError(ModelFileError):
     """A version's model does not give the answers its golden set records (golden.json), so it may not serve."""
 
 
+class ControlError(FmnistEdgeError):
+    """A repository-control request (the protocol's load or unload) that cannot be done: a version that is not in the
+    repository or that fails its gates, or a server that serves one fixed model."""
+
+
 class PrecisionNotAvailableError(ModelFileError):
     """The artifact folder holds no usable model of the precision asked for."""
 

@@ -1,16 +1,34 @@
-"""Remote model repositories (s3://, file://) through fsspec: versions go up with their marker last and come down whole.
+"""Remote model repositories (s3://, gs://, file://, https://) through fsspec: versions go up whole, come down whole.
 
 The layout is the local one, <uri>/fmnist/<N>/, plus a marker file READY written after every other file of the
 version, so a version without READY does not exist for a kiosk. `upload` sends a locally staged version folder
-under a hidden prefix (.staging-HOST-PID-*), copies it into <N>/ (READY last) and removes the staging prefix;
-the next upload removes what a killed one left. `Mirror` keeps a local cache folder that `Repository` serves:
-the newest remote version with READY is downloaded under a hidden name and renamed into place, then verified
-by the Repository exactly like a local version. s3fs takes its endpoint and credentials from the standard AWS
-variables (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION).
+under a hidden prefix (.staging-HOST-PID-*), claims the next number N by creating <N>/CLAIM only if it does not
+exist yet (S3's If-None-Match, GCS's ifGenerationMatch=0, O_EXCL for file://), so two publishers racing for one
+number get two numbers; it then copies the files into <N>/, checks its CLAIM still holds, writes READY last,
+removes the staging prefix and rewrites <uri>/fmnist/index.json, the list of READY versions that plain HTTP
+servers need because they cannot list (written whole, re-read until it agrees with the store: a racing publisher
+cannot leave it short; a temporary name renamed into place for file://). The next upload removes what a killed
+one left: staging prefixes of a dead writer on this host, and any staging prefix or numbered prefix without
+READY whose newest object is older than STALE_S (a publish killed between its claim and its READY).
+
+`Mirror` keeps a local cache folder that `Repository` serves: the newest remote version with READY (found by
+listing, or through index.json for https://) is downloaded under a hidden name and renamed into place, then
+verified by the Repository exactly like a local version.
+
+Where the stores take their settings, all standard variables of their own libraries:
+- s3:// (s3fs): AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (MinIO, Ceph), AWS_ACCESS_KEY_ID,
+  AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION.
+- gs:// (gcsfs): Google's application default credentials (GOOGLE_APPLICATION_CREDENTIALS); STORAGE_EMULATOR_HOST
+  points it at an emulator (then anonymous, over the JSON API only).
+- https:// and http:// (fsspec's HTTP filesystem on aiohttp): read-only, any static file server or CDN serving a
+  folder or bucket that `publish` wrote. A private CA: SSL_CERT_FILE=ca.pem (or SSL_CERT_DIR), OpenSSL's own
+  variables, read each time the store is opened; as with curl, they replace the system's CA bundle, so a
+  kiosk that also reaches public servers points SSL_CERT_FILE at the system bundle with the private CA appended.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,14 +42,19 @@ from .contract import INSTALL_FLEET, MODEL_NAME
 from .errors import ArtifactError, FmnistEdgeError, StoreError, first_line, require
 
 READY = "READY"  # a version's marker: written last, lists the version's files
+CLAIM = "CLAIM"  # a version number taken by one publisher: created only if absent, before any file is copied
+INDEX = "index.json"  # <uri>/fmnist/index.json: {"model": ..., "versions": [the READY versions, oldest first]}
 STAGE = ".staging-"  # a version being uploaded; kiosks only look at numbered prefixes with READY
 DOWNLOAD = ".download-"  # a version being downloaded into the cache
-STALE_S = 3600  # a staging prefix of another host counts as abandoned after this long
-SCHEMES = ("s3", "file")
+STALE_S = 3600  # a staging prefix of another host, or a numbered one without READY, counts as abandoned after this
+CLAIM_TRIES = 20  # numbers tried in a row before a publish gives up
+SCHEMES = ("s3", "gs", "file", "https", "http")
+READ_ONLY = ("https", "http")  # served by plain HTTP servers: read through index.json, never written
+HTTP_CONNECT_S, HTTP_READ_S = 3, 30  # seconds: connecting, and waiting for the next bytes of an answer
 
 
 def is_remote(uri) -> bool:
-    """True for a URI with a scheme (s3://, file://) rather than a local path."""
+    """True for a URI with a scheme (s3://, gs://, file://, https://) rather than a local path."""
     return isinstance(uri, str) and "://" in uri
 
 
@@ -43,11 +66,27 @@ def check_scheme(uri: str) -> str:
     return scheme
 
 
+def check_writable(uri: str) -> str:
+    """The scheme of `uri` if `publish` can write there; StoreError for an HTTP server, which is read-only."""
+    scheme = check_scheme(uri)
+    if scheme in READ_ONLY:
+        raise StoreError(f"{uri} is read-only: publish to the folder or bucket the server serves")
+    return scheme
+
+
 def _filesystem(uri: str):
-    """(fsspec filesystem, the repository's root path in it) for `uri`; s3 from the standard AWS variables."""
+    """(fsspec filesystem, the repository's root path in it) for `uri`, configured from the standard variables."""
     scheme = check_scheme(uri)
     fsspec = require("fsspec", INSTALL_FLEET)
     options: dict = {"skip_instance_cache": True}
+    if scheme in READ_ONLY:
+        aiohttp = require("aiohttp", INSTALL_FLEET)
+        if scheme == "https":
+            import ssl
+
+            options["ssl"] = ssl.create_default_context()  # now, so SSL_CERT_FILE is read whenever aiohttp was imported
+        options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(sock_connect=HTTP_CONNECT_S, sock_read=HTTP_READ_S)}
+        return fsspec.filesystem(scheme, **options), uri.rstrip("/")
     if scheme == "s3":
         require("s3fs", INSTALL_FLEET)
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -55,8 +94,21 @@ def _filesystem(uri: str):
             "connect_timeout": 3, "read_timeout": 10, "retries": {"total_max_attempts": 2}})
         if endpoint:
             options["client_kwargs"] = {"endpoint_url": endpoint}
+    elif scheme == "gs":
+        require("gcsfs", INSTALL_FLEET)
+        options["use_listings_cache"] = False
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from gcsfs.core import GCSFileSystem  # the plain JSON-API client: emulators answer no gRPC bucket lookups
+
+            fs = GCSFileSystem(token="anon", **options)
+            return fs, fs._strip_protocol(uri).rstrip("/")
     fs, root = fsspec.core.url_to_fs(uri, **options)
     return fs, root.rstrip("/")
+
+
+def _is_local(fs) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols
 
 
 def _fail(uri: str, what: str, exc: BaseException) -> StoreError:
@@ -71,53 +123,115 @@ def _names(fs, path: str) -> list[str]:
 
 
 def ready_versions(fs, base: str) -> list[int]:
-    """The numbered versions under `base` that have their READY marker, oldest first."""
-    numbers = sorted(int(n) for n in _names(fs, base) if n.isdigit())
-    return [n for n in numbers if fs.exists(f"{base}/{n}/{READY}")]
+    """The numbered versions under `base` that have their READY marker, oldest first (one listing)."""
+    found = (p.rstrip("/").rsplit("/", 2)[-2] for p in fs.glob(f"{base}/*/{READY}"))
+    return sorted(int(n) for n in found if n.isdigit())
+
+
+def _age_s(fs, path: str) -> float | None:
+    """Seconds since the newest object under `path` was written; None when the store does not say."""
+    stamps = []
+    for info in fs.find(path, withdirs=True, detail=True).values():
+        stamp = info.get("LastModified") or info.get("mtime")  # s3fs: datetime; local: float; gcsfs: datetime
+        stamp = stamp.timestamp() if hasattr(stamp, "timestamp") else stamp
+        if isinstance(stamp, (int, float)):
+            stamps.append(float(stamp))
+    return time.time() - max(stamps) if stamps else None
+
+
+def _abandoned(fs, path: str) -> bool:
+    try:
+        age = _age_s(fs, path)
+    except (OSError, ValueError):
+        return False
+    return age is not None and age > STALE_S
 
 
 def _sweep_remote(fs, base: str) -> list[str]:
-    """Remove the staging prefixes a killed upload left: this host's with a dead writer, any host's after STALE_S."""
+    """Remove what killed uploads left: staging prefixes of a dead writer on this host, and staging prefixes or
+    numbered prefixes without READY (killed between claim and READY) whose newest object is older than STALE_S."""
+    ready = set(ready_versions(fs, base))
     gone = []
     for name in _names(fs, base):
-        if not name.startswith(STAGE):
-            continue
         path = f"{base}/{name}"
-        stale = _owner_dead(name, STAGE)
-        if not stale:
-            try:
-                times = [info.get("LastModified") or info.get("mtime") for info in fs.find(path, detail=True).values()]
-                newest = max((t.timestamp() if hasattr(t, "timestamp") else float(t) for t in times if t), default=0)
-                stale = time.time() - newest > STALE_S
-            except (OSError, ValueError):
-                stale = False
+        if name.startswith(STAGE):
+            stale = _owner_dead(name, STAGE) or _abandoned(fs, path)
+        elif name.isdigit() and int(name) not in ready:
+            stale = _abandoned(fs, path)
+        else:
+            continue
         if stale:
             fs.rm(path, recursive=True)
             gone.append(name)
     return gone
 
 
+def _create(fs, path: str, data: bytes) -> None:
+    """Write `path` only if nothing is there yet, in one step of the store; FileExistsError otherwise."""
+    if _is_local(fs):
+        with fs.open(path, "xb") as f:  # O_EXCL
+            f.write(data)
+    else:
+        fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *; GCS: ifGenerationMatch=0
+
+
+def _claim(fs, base: str, token: bytes) -> int:
+    """Take the first free version number above every numbered prefix, by creating its CLAIM marker."""
+    number = max((int(n) for n in _names(fs, base) if n.isdigit()), default=0) + 1
+    for _ in range(CLAIM_TRIES):
+        fs.makedirs(f"{base}/{number}", exist_ok=True)  # a folder for file://; nothing on object stores
+        try:
+            _create(fs, f"{base}/{number}/{CLAIM}", token)
+            return number
+        except FileExistsError:  # another publisher took it first
+            number += 1
+    raise StoreError(f"{base}: found no free version number in {CLAIM_TRIES} tries; is a publish looping?")
+
+
+def _write_index(fs, base: str) -> list[int]:
+    """(Re)write index.json with every READY version, until a listing after the write agrees with it: then a
+    publisher whose READY came later writes after this one, so the last index written misses no version."""
+    versions = ready_versions(fs, base)
+    for _ in range(5):
+        body = (json.dumps({"model": MODEL_NAME, "versions": versions}) + "\n").encode()
+        if _is_local(fs):  # a temporary name renamed into place: a reader never sees half of it
+            tmp = f"{base}/.{INDEX}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+            fs.pipe_file(tmp, body)
+            os.replace(tmp, f"{base}/{INDEX}")
+        else:  # one PUT: objects appear whole
+            fs.pipe_file(f"{base}/{INDEX}", body)
+        now = ready_versions(fs, base)
+        if now == versions:
+            break
+        versions = now
+    return versions
+
+
 def upload(version_dir: Path, uri: str) -> str:
     """Put the local version folder `version_dir` into the store at `uri` as its next version; returns its URI.
-    The files go under a hidden staging prefix first, then are copied into <N>/ with READY last."""
+    The files go under a hidden staging prefix first, then are copied into <N>/ (N claimed first) with READY
+    last; index.json is rewritten after it."""
+    check_writable(uri)
     fs, root = _filesystem(uri)
     base = f"{root}/{MODEL_NAME}"
     files = sorted(p.name for p in Path(version_dir).iterdir() if p.is_file())
+    token = f"{owner_tag()}-{uuid.uuid4().hex}\n".encode()
     try:
         fs.makedirs(base, exist_ok=True)
         _sweep_remote(fs, base)
         stage = f"{base}/{STAGE}{owner_tag()}-{uuid.uuid4().hex[:8]}"
-        fs.makedirs(stage, exist_ok=True)  # a folder for file://; nothing on S3
+        fs.makedirs(stage, exist_ok=True)  # a folder for file://; nothing on object stores
         for name in files:
             fs.put_file(str(Path(version_dir) / name), f"{stage}/{name}")
-        taken = [int(n) for n in _names(fs, base) if n.isdigit()]
-        number = max(taken, default=0) + 1
+        number = _claim(fs, base, token)
         target = f"{base}/{number}"
-        fs.makedirs(target, exist_ok=True)
         for name in files:
             fs.copy(f"{stage}/{name}", f"{target}/{name}")
+        if fs.cat_file(f"{target}/{CLAIM}") != token:  # only on a store that ignores create-if-absent
+            raise StoreError(f"{uri}: another publish took version {number} while this one copied its files; publish again")
         fs.pipe_file(f"{target}/{READY}", ("\n".join(files) + "\n").encode())  # last: now kiosks see it
         fs.rm(stage, recursive=True)
+        _write_index(fs, base)
     except FmnistEdgeError:
         raise
     except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types; one line for the user
@@ -131,11 +245,22 @@ def default_cache(uri: str) -> Path:
     return home / "fmnist-edge" / re.sub(r"[^A-Za-z0-9._-]+", "_", uri).strip("_")
 
 
+def _indexed_versions(fs, base: str) -> list[int]:
+    """The versions index.json lists: how a kiosk finds them on a server that cannot list."""
+    try:
+        index = json.loads(fs.cat_file(f"{base}/{INDEX}"))
+        return sorted(int(n) for n in index["versions"])
+    except FileNotFoundError:
+        raise StoreError(f"{base}/{INDEX} is missing: publish writes it; is this the folder publish wrote to?") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"{base}/{INDEX} is not a version index ({type(exc).__name__}: {first_line(exc)})") from None
+
+
 class Mirror:
     """A local cache of the store at `uri`: cache/fmnist/<N>/ holds the versions downloaded whole."""
 
     def __init__(self, uri: str, cache: str | os.PathLike | None = None):
-        check_scheme(uri)
+        self.indexed = check_scheme(uri) in READ_ONLY  # versions from index.json, not from a listing
         self.uri = uri
         self.cache = Path(cache) if cache is not None else default_cache(uri)
         self.base = self.cache / MODEL_NAME
@@ -156,7 +281,7 @@ class Mirror:
             if self._fs is None:
                 self._fs, self._root = _filesystem(self.uri)
             fs, remote = self._fs, f"{self._root}/{MODEL_NAME}"
-            ready = ready_versions(fs, remote)
+            ready = _indexed_versions(fs, remote) if self.indexed else ready_versions(fs, remote)
             if not ready or ready[-1] <= max(self.cached(), default=0):
                 return None
             number = ready[-1]

@@ -67,9 +67,9 @@ def clf(converted):
 def url(clf):
     """The kiosk app around `clf` on a live uvicorn (as `fmnist-edge serve` runs it): its base URL."""
     pytest.importorskip("starlette")
-    from live import live_server
+    from live import ADMIN_TOKEN, live_server
 
     from fmnist_edge.serve import create_app
 
-    with live_server(create_app(clf)) as base:
+    with live_server(create_app(clf, admin_token=ADMIN_TOKEN)) as base:
         yield base

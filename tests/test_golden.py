@@ -122,7 +122,7 @@ def test_a_version_that_answers_wrongly_fails_the_golden_set_and_never_serves(co
         publish(converted, repo)  # 3: a good version after it swaps in
         wait_for(lambda: _health(url)["model"]["version"] == "3", "version 3 served")
         health = _health(url)["model"]
-        assert health["versions"] == ["1", "3"] and list(health["refused"]) == ["2"]
+        assert health["versions"] == ["3"] and list(health["refused"]) == ["2"]
     models.close()
 
 

@@ -86,8 +86,9 @@ def test_health_metadata_config_and_index_match_rest(client, ports):
     config = client.get_model_config("fmnist").config
     assert config.name == "fmnist" and config.max_batch_size == 64
     assert list(config.input[0].dims) == [28, 28, 1] and list(config.output[0].dims) == [10]
-    index = client.get_model_repository_index()
-    assert [(m.name, m.version, m.state) for m in index.models] == [("fmnist", "1", "READY")]
+    with pytest.raises(InferenceServerException) as err:  # the repository extension needs --admin-token-file
+        client.get_model_repository_index()
+    assert err.value.status() == "StatusCode.PERMISSION_DENIED"  # (test_control.py: with a token, as REST)
 
 
 def test_fp32_raw_tensors_agree_with_the_runtime(client, clf, fmnist):
@@ -199,10 +200,10 @@ def test_unknown_models_and_repository_control(client):
     assert err.value.status() == "StatusCode.NOT_FOUND" and "unknown model 'shoes'" in err.value.message()
     with pytest.raises(InferenceServerException, match="unknown model"):
         client.get_inference_statistics("shoes")
-    for call in (client.load_model, client.unload_model):
+    for call in (client.load_model, client.unload_model):  # off without --admin-token-file (test_control.py)
         with pytest.raises(InferenceServerException) as err:
             call("fmnist")
-        assert err.value.status() == "StatusCode.UNIMPLEMENTED" and "--repository" in err.value.message()
+        assert err.value.status() == "StatusCode.PERMISSION_DENIED" and "--admin-token-file" in err.value.message()
 
 
 def test_the_asyncio_client_with_concurrent_requests(ports, clf, fmnist):
@@ -327,7 +328,7 @@ def test_bad_tls_options_are_one_error_line(tmp_path, tls_files):
         (["--grpc-port", "0", "--tls-cert", junk, "--tls-key", key], "not a PEM certificate"),
         (["--grpc-port", "0", "--tls-cert", cert, "--tls-key", other_key], "not a PEM certificate and its"),
         (["--grpc-port", "0", "--tls-cert", cert], "go together"),
-        (["--tls-cert", cert, "--tls-key", key], "add --grpc-port"),
+        (["--tls-key", key], "go together"),  # HTTPS alone (no --grpc-port) checks them the same way
     ]
     for args, words in cases:
         res = CliRunner().invoke(cli, ["serve", "--model", tmp_path / "no-model", *map(str, args)])

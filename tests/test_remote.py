@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 from click.testing import CliRunner
-from live import wait_for
+from live import S3Server, wait_for
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -23,46 +21,11 @@ from fmnist_edge.runtime import Classifier  # noqa: E402
 from fmnist_edge.serve.remote import RemoteRepository  # noqa: E402
 from fmnist_edge.store import READY, STAGE, _filesystem  # noqa: E402
 
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class S3Server:
-    """moto's standalone S3 server in its own process on 127.0.0.1 (state in memory: a restart is empty)."""
-
-    def __init__(self):
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self) -> S3Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("moto's S3 server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
 
 @pytest.fixture
 def s3(monkeypatch):
     server = S3Server().start()
-    for name, value in {**AWS, "AWS_ENDPOINT_URL": server.endpoint}.items():
+    for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     fs, _ = _filesystem("s3://shop")
     fs.mkdir("shop")

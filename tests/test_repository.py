@@ -19,7 +19,7 @@ from fmnist_edge.convert.serving import publish
 from fmnist_edge.runtime import Classifier, to_model_input
 
 pytest.importorskip("starlette")
-from live import live_server, wait_for  # noqa: E402
+from live import ADMIN, ADMIN_TOKEN, live_server, wait_for  # noqa: E402
 
 from fmnist_edge.serve import create_app  # noqa: E402
 from fmnist_edge.serve.repository import Repository, UnknownVersion  # noqa: E402
@@ -82,16 +82,16 @@ def test_the_repository_serves_the_newest_verified_version_and_refuses_a_tampere
     publish(converted, repo)
     _tampered_version(repo, "2", "3")
     models.poll()
-    assert models.get()[0] == "2" and models.served_versions() == ["1", "2"]
+    assert models.get()[0] == "2" and models.served_versions() == ["2"]  # latest:1 (test_control.py: the policies)
     assert any("refused version 3" in s and "sha256" in s for s in said)
     said.clear()
     models.poll()  # a refused folder that did not change is not tried again
     assert said == []
-    publish(converted, repo)  # 4: version 1 is released, 2 and 4 stay loaded
+    publish(converted, repo)  # 4: version 2 is released
     models.poll()
-    assert models.get()[0] == "4" and models.served_versions() == ["2", "4"]
+    assert models.get()[0] == "4" and models.served_versions() == ["4"]
     with pytest.raises(UnknownVersion):
-        models.get("1")
+        models.get("2")
     with pytest.raises(errors.ModelFileError, match="not a model repository"):
         Repository(tmp_path / "nothing", _load)
     empty = tmp_path / "empty" / "fmnist"
@@ -120,7 +120,7 @@ def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 failures.append(repr(exc))
 
-    with live_server(create_app(models.start())) as url:
+    with live_server(create_app(models.start(), admin_token=ADMIN_TOKEN)) as url:
         threads = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
         for t in threads:
             t.start()
@@ -134,14 +134,14 @@ def test_hot_reload_under_load_fails_no_request(converted, tmp_path, fmnist):
         stop.set()
         for t in threads:
             t.join(30)
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers=ADMIN), timeout=10) as r:
             metrics = r.read().decode()
         with urllib.request.urlopen(url + "/v2/models/fmnist", timeout=10) as r:
             meta = json.loads(r.read())
     models.close()
     assert failures == [] and len(seen) > 20
     assert seen[0] == "1" and seen[-1] == "2" and "3" not in seen
-    assert meta["versions"] == ["1", "2"]
+    assert meta["versions"] == ["2"]
     assert 'version="2"' in metrics and 'version="1"' not in metrics.split("fmnist_edge_model_info")[-1]
 
 

@@ -9,6 +9,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from live import ADMIN
 
 from fmnist_edge.harness import photos as P
 from fmnist_edge.runtime import to_model_input
@@ -124,7 +125,7 @@ def test_metrics_count_requests_by_route_and_time_the_stages(url, client, fmnist
     _post(url, "/v2/models/fmnist/infer", b"{not json")
     shot = P.make_photos(fmnist.x_test[:1], fmnist.y_test[:1], conditions=("clean",), sizes=("qvga",))[0].data
     assert _post(url, "/predict", shot, {"Content-Type": "image/jpeg"})[0] == 200
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+    with urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers=ADMIN), timeout=10) as r:
         assert r.headers["content-type"].startswith("text/plain")
         text = r.read().decode()
     def value(line_start):

@@ -34,7 +34,7 @@ def _binary_request(x: np.ndarray) -> tuple[bytes, dict]:
 
 
 # The lines `serve` announces its ports with: the kiosk's URL, then (with --grpc-port) the gRPC address
-ANNOUNCED = {"http": r"^kiosk: http://127\.0\.0\.1:(\d+)/", "grpc": r"^grpc: 127\.0\.0\.1:(\d+) "}
+ANNOUNCED = {"http": r"^kiosk: https?://127\.0\.0\.1:(\d+)/", "grpc": r"^grpc: 127\.0\.0\.1:(\d+) "}
 
 
 def _launch(args, names: tuple[str, ...], timeout: float, env: dict | None) -> tuple[subprocess.Popen, list[int]]:

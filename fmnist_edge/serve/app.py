@@ -46,11 +46,13 @@ class _SecurityHeaders:
 
 def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k: int = 3, model_info: dict | None = None,
                version: str = FIRST_VERSION, body_timeout_s: float = BODY_TIMEOUT_S, max_queue: int = MAX_QUEUE,
-               max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), trust: tuple[str, ...] = ()):
+               max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), trust: tuple[str, ...] = (),
+               admin_token: str | None = None):
     """The ASGI app around `classifier`: a loaded `fmnist_edge.runtime.Classifier` (served as model `fmnist`,
     version `version`) or a `serve.repository.Repository` (its versions, hot reloaded). Shared by all requests.
     `max_batch_delay_us` > 0 merges concurrent infer requests into batches (see batching.py). `trust`: the
-    fingerprints of the keys that versions must be signed by, shown by /health ([]: no key, no check)."""
+    fingerprints of the keys that versions must be signed by, shown by /health ([]: no key, no check).
+    `admin_token`: the bearer token the repository extension and /metrics need (None: they are off, see auth.py)."""
     require("starlette", INSTALL_KIOSK)
     require("python_multipart", INSTALL_KIOSK)
     require("prometheus_client", INSTALL_KIOSK)
@@ -72,7 +74,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     core = Inference(models, metrics=metrics, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
                      preferred_batch_sizes=preferred_batch_sizes)
     s = Service(core, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},
-                body_timeout_s=body_timeout_s, trust=trust)
+                body_timeout_s=body_timeout_s, trust=trust, admin_token=admin_token)
     app = Starlette(
         routes=[
             Route("/", s.page, methods=["GET"]),
@@ -91,6 +93,9 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
             Route("/v2/models/{name}/versions/{version}/infer", s.v2_infer, methods=["POST"]),
             Route("/v2/models/{name}/stats", s.v2_stats, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}/stats", s.v2_stats, methods=["GET"]),
+            Route("/v2/repository/index", s.repository_index, methods=["POST"]),
+            Route("/v2/repository/models/{name}/load", s.repository_load, methods=["POST"]),
+            Route("/v2/repository/models/{name}/unload", s.repository_unload, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={500: s.server_error},
@@ -134,20 +139,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The one line `serve` prints when it listens beyond loopback without an admin token (None otherwise)."""
+    if is_loopback(host) or token is not None:
+        return None
+    return (f"warning: listening on {host} without --admin-token-file: anyone who can reach this machine can use the "
+            "kiosk and its inference protocol, and nobody can control its repository")
+
+
 def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU", host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, threads: int | None = None, log=print,
           repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
           max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), grpc_port: int | None = None,
-          tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = (), cache: str | None = None) -> None:
-    """Load one Classifier (or the newest verified version of `repository`, hot reloaded), then serve the kiosk
-    and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's gRPC service
-    too, in the same event loop, with TLS from `tls_cert` and `tls_key` (PEM files; gRPC only, for now).
+          tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = (), cache: str | None = None,
+          admin_token_file: str | None = None, versions=None) -> None:
+    """Load one Classifier (or the versions of `repository` that the policy `versions` serves, hot reloaded), then
+    serve the kiosk and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's
+    gRPC service too, in the same event loop. With `tls_cert` and `tls_key` (PEM files) both speak TLS (HTTPS).
     `trust`: public keys (paths); a version (or the --model folder) not signed by one of them is refused.
-    A `repository` URI (s3://, file://) is served through the local folder `cache` (serve/remote.py)."""
+    A `repository` URI (s3://, file://) is served through the local folder `cache` (serve/remote.py).
+    `admin_token_file`: the bearer token of the repository extension and /metrics (without it they are off).
+    `versions`: a repository.VersionPolicy (None: the newest version that passes the gates)."""
     from ..runtime import Classifier
     from . import server
-    from .repository import Repository
+    from .auth import read_token
+    from .repository import LATEST, Repository
 
+    policy = versions or LATEST
+    if repository is None and policy != LATEST:
+        raise ConfigError(f"--versions {policy} chooses among the versions of a --repository; --model serves one")
+    token = None if admin_token_file is None else read_token(admin_token_file)
+    tls = None
+    if tls_cert or tls_key:
+        from .grpc.server import read_tls
+
+        tls = read_tls(tls_cert, tls_key)  # a bad file: one error line before the model loads
     keys = None
     if trust:
         from ..signing import trusted_keys
@@ -157,13 +183,10 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     def load(path):
         return Classifier.load(path, precision=precision, device=device, threads=threads, trust=keys)
 
-    if grpc_port is None and (tls_cert or tls_key):
-        raise ConfigError("--tls-cert and --tls-key secure the gRPC service only (for now); add --grpc-port PORT")
     if grpc_port is not None:
-        from .grpc.server import GRPCServer, check_port, read_tls
+        from .grpc.server import GRPCServer, check_port
 
-        tls = read_tls(tls_cert, tls_key)  # a bad file or a taken port: one error line before the model loads
-        check_port(host, grpc_port)
+        check_port(host, grpc_port)  # a taken port: one error line before the model loads
     from ..store import is_remote
 
     if cache is not None and (repository is None or not is_remote(repository)):
@@ -176,31 +199,40 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
             from .remote import RemoteRepository
 
             models = RemoteRepository(repository, load, cache=cache, log=log)
+            if policy != LATEST:
+                models.use_policy(policy)
             watched = f"{repository}, cached in {models.base}"
         else:
-            models = Repository(repository, load, log=log)
+            models = Repository(repository, load, log=log, policy=policy)
             watched = models.base
         version, clf = models.get()
-        source = f"{models.base}/{version} (watching {watched} for new versions)"
+        served = "" if policy == LATEST else f"; --versions {policy}: {', '.join(models.served_versions())}"
+        source = f"{models.base}/{version} (watching {watched} for new versions{served})"
     else:
         clf = models = load(model)
         source = model
     app = create_app(models, max_upload_bytes=max_upload_bytes, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
-                     preferred_batch_sizes=preferred_batch_sizes, trust=tuple(k.fingerprint for k in keys or ()))
+                     preferred_batch_sizes=preferred_batch_sizes, trust=tuple(k.fingerprint for k in keys or ()),
+                     admin_token=token)
     shown = f"[{host}]" if ":" in host else host
     chosen = f"{clf.precision}, chosen by auto" if clf.choice else clf.precision
     log(f"model: {source} ({chosen} on {clf.device}, computes in {clf.inference_precision})")
-    log(f"kiosk: http://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops); inference protocol under /v2, metrics at /metrics")
+    control = ("repository extension and metrics need the admin token" if token else
+               "repository extension and metrics off (no --admin-token-file)")
+    log(f"kiosk: http{'s' if tls else ''}://{shown}:{sock.getsockname()[1]}/  (Ctrl+C stops); inference protocol "
+        f"under /v2; {control}")
     if keys:
         log(f"trust: versions must be signed by {', '.join(f'{k.short} ({k.source})' for k in keys)}")
-    if not is_loopback(host):
-        log(f"warning: listening on {host}: anyone who can reach this machine can use the kiosk")
+    if (warning := exposure_warning(host, token)) is not None:
+        log(warning)
     if repository is not None:
         models.start()
     beside = [] if grpc_port is None else [GRPCServer(app.state.inference, host, grpc_port, tls=tls, log=log,
-                                                      max_message_bytes=max_upload_bytes, max_rpcs=max_connections)]
+                                                      max_message_bytes=max_upload_bytes, max_rpcs=max_connections,
+                                                      admin_token=token)]
+    https = {} if tls is None else {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key}
     try:
-        server.run(app, sock, max_connections=max_connections, beside=beside)
+        server.run(app, sock, max_connections=max_connections, beside=beside, **https)
     finally:
         if repository is not None:
             models.close()

@@ -1,12 +1,14 @@
 """The kiosk's and the inference protocol's HTTP handlers: methods of one `Service` that holds what requests share
-(the served models, the metrics, the counters, the limits). `app.create_app` routes to them."""
+(the served models, the metrics, the counters, the limits, the admin token). `app.create_app` routes to them."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -14,10 +16,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..runtime import package_versions
 from ..runtime.preprocess import FRAME_SHORT_SIDE
-from . import status, v2
+from . import auth, status, v2
 from .inference import Inference
 from .limits import DRAIN_BYTES, DRAIN_S, INLINE_JSON
 from .metrics import CONTENT_TYPE, Metrics
+from .repository import Unloaded
 from .status import HTTPError
 
 STATIC = Path(__file__).with_name("static")  # the kiosk's page, script and style
@@ -29,8 +32,9 @@ class Service:
     """What every request shares, and the handlers that use it."""
 
     def __init__(self, core: Inference, metrics: Metrics, *, max_upload_bytes: int, top_k: int, model_info: dict,
-                 body_timeout_s: float, trust: tuple[str, ...] = ()):
+                 body_timeout_s: float, trust: tuple[str, ...] = (), admin_token: str | None = None):
         self.core, self.models, self.metrics = core, core.models, metrics
+        self.admin_token = admin_token  # None: the control endpoints (repository extension, /metrics) are off
         self.trust = list(trust)  # fingerprints of the keys a version must be signed by; [] trusts no key
         self.max_upload_bytes, self.top_k, self.model_info = max_upload_bytes, top_k, model_info
         self.body_timeout_s = body_timeout_s
@@ -100,6 +104,29 @@ class Service:
             raise HTTPError(400, "the upload is empty; send the bytes of a PNG, JPEG, BMP or WebP photo")
         return data
 
+    def refuse_control(self, request: Request) -> JSONResponse | None:
+        """None if `request` may use the control endpoints; else its answer: 403 while they are off (no admin
+        token), 401 with `WWW-Authenticate: Bearer` without the right bearer token."""
+        if self.admin_token is None:
+            return JSONResponse({"error": auth.OFF}, status_code=403)
+        if not auth.authorized(request.headers.get("authorization"), self.admin_token):
+            return JSONResponse({"error": auth.NEEDED}, status_code=401,
+                                headers={"www-authenticate": 'Bearer realm="fmnist-edge"'})
+        return None
+
+    async def control_body(self, request: Request) -> dict:
+        """A repository request's JSON object (an empty body: {}); ProtocolError (400) if it is not one."""
+        body = await self.read_body(request)
+        if not body.strip():
+            return {}
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            raise v2.ProtocolError(f"the request body is not JSON ({exc})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("parameters", {}), dict):
+            raise v2.ProtocolError('the request body must be a JSON object, its "parameters" an object')
+        return obj
+
     def error(self, exc: Exception, table: status.StatusTable) -> JSONResponse:
         """`{"error": str(exc)}` with the status the protocol's `table` gives `exc`; counted as rejected."""
         code = table.status(exc)
@@ -115,7 +142,7 @@ class Service:
 
             def classify():
                 t, timings = time.perf_counter(), {}
-                p = self.models.get()[1].predict(data, top_k=self.top_k, timings=timings)
+                p = self.core.model(v2.MODEL_NAME)[1].predict(data, top_k=self.top_k, timings=timings)
                 self.metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
                 return p, time.perf_counter() - t
 
@@ -130,12 +157,17 @@ class Service:
         })
 
     async def health(self, request: Request) -> JSONResponse:
-        current, clf = self.models.get()
+        try:
+            current, clf = self.models.get()
+        except Unloaded:  # an operator unloaded the model: the server is alive, and says so
+            model, state = {"version": None, "versions": [], "refused": self.models.refused(), **self.model_info}, "unloaded"
+        else:
+            model, state = {**clf.describe(), "class_names": list(clf.class_names), "version": current,
+                            "versions": self.models.served_versions(), "golden": self.models.gate(current),
+                            "refused": self.models.refused(), **self.model_info}, "ok"
         return JSONResponse({
-            "status": "ok",
-            "model": {**clf.describe(), "class_names": list(clf.class_names), "version": current,
-                      "versions": self.models.served_versions(), "golden": self.models.gate(current),
-                      "refused": self.models.refused(), **self.model_info},
+            "status": state,
+            "model": model,
             "packages": self.packages,
             "trust": self.trust,
             "uptime_s": round(time.monotonic() - self.started, 1),
@@ -192,7 +224,46 @@ class Service:
         except status.V2.errors as exc:
             return self.error(exc, status.V2)
 
+    # ---------------------------------------------------------------- the repository extension (admin token)
+
+    async def repository_index(self, request: Request) -> JSONResponse:
+        if (refused := self.refuse_control(request)) is not None:
+            return refused
+        try:
+            ready = (await self.control_body(request)).get("ready", False)
+            if not isinstance(ready, bool):
+                raise v2.ProtocolError(f'"ready" must be true or false, got {ready!r}')
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
+        return JSONResponse(self.models.index(ready))
+
+    async def repository_load(self, request: Request) -> JSONResponse:
+        if (refused := self.refuse_control(request)) is not None:
+            return refused
+        try:
+            v2.check_model(request.path_params["name"])
+            version = v2.load_version((await self.control_body(request)).get("parameters", {}))
+            current = await run_in_threadpool(self.models.load, version)  # may compile and gate a version: seconds
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
+        return JSONResponse({"name": v2.MODEL_NAME, "version": current, "pinned": version is not None})
+
+    async def repository_unload(self, request: Request) -> JSONResponse:
+        if (refused := self.refuse_control(request)) is not None:
+            return refused
+        try:
+            v2.check_model(request.path_params["name"])
+            unknown = sorted(set((await self.control_body(request)).get("parameters", {})) - {"unload_dependents"})
+            if unknown:
+                raise v2.ProtocolError(f"unknown unload parameter {unknown[0]!r}")
+            await run_in_threadpool(self.models.unload)
+        except status.V2.errors as exc:
+            return self.error(exc, status.V2)
+        return JSONResponse({"name": v2.MODEL_NAME, "unloaded": True})
+
     async def prometheus(self, request: Request) -> Response:
+        if (refused := self.refuse_control(request)) is not None:
+            return refused
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def page(self, request: Request) -> FileResponse:

@@ -18,7 +18,7 @@ import numpy as np
 from . import v2
 from .batching import Batcher
 from .limits import INLINE_BATCH, MAX_QUEUE
-from .repository import ServedModel, UnknownVersion
+from .repository import ServedModel, UnknownVersion, Unloaded
 from .stats import Statistics
 from .status import HTTPError
 
@@ -49,10 +49,13 @@ class Inference:
             preferred=preferred_batch_sizes, max_batch=max_batch, on_batch=self._executed)
 
     def model(self, name: str, version: str | None = None):
-        """(version, classifier) of model `name`: the version asked for, else the current one; 404 if neither."""
+        """(version, classifier) of model `name`: the version asked for, else the current one; 404 if neither, 400
+        (v2.ModelUnloaded) after an operator's unload."""
         v2.check_model(name)
         try:
             return self.models.get(version)
+        except Unloaded:
+            raise v2.ModelUnloaded() from None
         except UnknownVersion:
             raise v2.ProtocolError(f"model {v2.MODEL_NAME!r} has no version {version!r} loaded; it serves "
                                    f"{', '.join(self.models.served_versions())}", 404) from None

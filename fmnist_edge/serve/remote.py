@@ -1,6 +1,7 @@
 """A model repository served from a remote store: a `Repository` over the local cache that a `store.Mirror` fills.
 
-Each poll first asks the store for a newer version (downloaded whole into the cache, see store.py), then the
+The store is s3://, gs://, file:// or a read-only https:// server (store.py says how each is configured). Each
+poll first asks the store for a newer version (downloaded whole into the cache, see store.py), then the
 Repository verifies, gates and swaps it in as it does any local version. A poll that cannot reach the store is
 logged in one line and the kiosk goes on serving; the next polls back off exponentially with jitter up to
 BACKOFF_CAP_S, so a fleet does not stampede a store that comes back. A kiosk started while the store is down

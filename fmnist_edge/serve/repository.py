@@ -1,35 +1,88 @@
-"""A versioned model repository served with hot reload: <root>/fmnist/<N>/, the newest version that verifies.
+"""A versioned model repository served with hot reload: <root>/fmnist/<N>/, the versions its policy serves.
 
 A thread polls the repository; a new version folder (renamed into place, as `fmnist-edge publish` does) is
 verified against its own manifest.json, compiled and warmed up (batch 1 and a batch) in that thread, and only
 then swapped in, so no request waits for it or fails. Requests take the current classifier when they start and
-keep it to their end: an old version is released when its last request is done. The newest `KEEP` versions stay
-loaded for explicit /versions/N requests. The gates, in order: hashes (and the signature, with --trust),
-compile and warm-up, then the golden set (golden.py: >= 99% of golden.json's answers, or refused; a version
-without golden.json serves "not gated", as said in the log and /health). A version that fails a gate is logged
-once with its reason, kept in `refused()` (shown by /health) and tried again only if its folder changes; the
-current one keeps serving.
+keep it to their end: an old version is released when its last request is done. The gates, in order: hashes
+(and the signature, with --trust), compile and warm-up, then the golden set (golden.py: >= 99% of golden.json's
+answers, or refused; a version without golden.json serves "not gated", as said in the log and /health). A version
+that fails a gate is logged once with its reason, kept in `refused()` (shown by /health) and tried again only if
+its folder changes (or an operator loads it); the current one keeps serving.
+
+Which versions serve is the `VersionPolicy` (OVMS' model_version_policy: the latest N that pass the gates,
+specific ones, or all); they are loaded and requestable as /versions/N, and the newest of them is current (what
+a request without a version gets). An operator steers it through the protocol's repository extension:
+`load(version)` pins a version as current (loading and gating it first), `load()` unpins, `unload()` stops
+serving until the next load, `index()` lists every version with its state and reason.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import faults, golden
 from ..contract import INPUT_SHAPE, MODEL_NAME
-from ..errors import FmnistEdgeError, ModelFileError, first_line
+from ..errors import ConfigError, ControlError, FmnistEdgeError, ModelFileError, first_line
 
-KEEP = 2  # versions kept loaded: the current one and the one before it
 POLL_S = 1.0
+READY, UNAVAILABLE = "READY", "UNAVAILABLE"  # the states of the repository extension's index
+FIXED = ("this server serves one fixed model (serve --model): it cannot load or unload versions; "
+         "serve --repository DIR to control them")
 
 
 class UnknownVersion(LookupError):
     """A version that is not loaded (never was, was refused, or was released)."""
+
+
+class Unloaded(LookupError):
+    """The model was unloaded on request (the repository extension's unload): nothing serves until the next load."""
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a repository serve, as OpenVINO Model Server's model_version_policy says it: the `latest`
+    `count` versions that pass the gates, the `specific` `versions` that do, or `all` that do."""
+
+    kind: str = "latest"
+    count: int = 1
+    versions: tuple[str, ...] = ()
+
+    SYNTAX = "latest:N, specific:A,B,... or all"
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        """`latest:N` | `specific:A,B` | `all` -> the policy; ConfigError (one line) otherwise."""
+        text = str(text).strip()
+        if text == "all":
+            return cls("all", 0)
+        m = re.fullmatch(r"latest:(\d+)", text)
+        if m and int(m.group(1)) >= 1:
+            return cls("latest", int(m.group(1)))
+        m = re.fullmatch(r"specific:(\d+(?:,\d+)*)", text)
+        if m:
+            return cls("specific", 0, tuple(sorted({str(int(v)) for v in m.group(1).split(",")}, key=int)))
+        raise ConfigError(f"{text!r} is not a version policy; give {cls.SYNTAX} (e.g. latest:1, specific:3,4)")
+
+    def __str__(self) -> str:
+        return {"latest": f"latest:{self.count}", "all": "all"}.get(self.kind) or f"specific:{','.join(self.versions)}"
+
+    def select(self, passing: list[str]) -> list[str]:
+        """The versions of `passing` (versions that passed the gates, oldest first) that this policy serves."""
+        if self.kind == "latest":
+            return passing[-self.count:]
+        if self.kind == "specific":
+            return [v for v in passing if v in self.versions]
+        return list(passing)
+
+
+LATEST = VersionPolicy()  # the newest version that passes the gates, alone
 
 
 class ServedModel:
@@ -61,22 +114,38 @@ class ServedModel:
         """Call `listener(version, classifier)` after each new version is swapped in (a fixed model never is)."""
         self._swap_listeners.append(listener)
 
+    def index(self, ready: bool = False) -> list[dict]:
+        """The repository extension's index: one {name, version, state, reason} per version (`ready`: READY ones only)."""
+        return [{"name": MODEL_NAME, "version": self._version, "state": READY, "reason": "the fixed --model"}]
+
+    def load(self, version: str | None = None) -> str:
+        """The repository extension's load: a fixed model has nothing to load (ControlError)."""
+        raise ControlError(FIXED)
+
+    def unload(self) -> None:
+        """The repository extension's unload: a fixed model cannot be unloaded (ControlError)."""
+        raise ControlError(FIXED)
+
     def close(self) -> None:
         pass
 
 
 class Repository(ServedModel):
-    """The versions of `root`/fmnist/ (or of `root` itself when it is that folder), newest verified first."""
+    """The versions of `root`/fmnist/ (or of `root` itself when it is that folder) that `policy` serves, newest current."""
 
     def __init__(self, root, load: Callable[[Path], object], log: Callable[[str], None] = print,
-                 poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None):
+                 poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None,
+                 policy: VersionPolicy = LATEST):
         root = Path(root)
         self.base = root if root.name == MODEL_NAME and not (root / MODEL_NAME).is_dir() else root / MODEL_NAME
-        self._load, self._log, self._poll_s = load, log, poll_s
+        self._load, self._log, self._poll_s, self.policy = load, log, poll_s, policy
         self._swap_listeners = [] if on_swap is None else [on_swap]
-        self._lock = threading.Lock()
-        self._loaded: dict[str, object] = {}  # version -> classifier, oldest first
+        self._lock = threading.Lock()  # guards what requests read: _loaded, _current, _unloaded, _reasons, _gates
+        self._busy = threading.RLock()  # one change at a time: a poll, a load or an unload
+        self._loaded: dict[str, object] = {}  # version -> classifier
         self._current: str | None = None
+        self._pinned: str | None = None  # the version an operator's load made current, whatever the policy says
+        self._unloaded = False  # an operator's unload: nothing serves until the next load
         self._refused: dict[str, float] = {}  # version -> folder mtime when refused
         self._reasons: dict[str, str] = {}  # version -> why it was refused
         self._gates: dict[str, str | None] = {}  # version -> its golden set's summary (None: not gated)
@@ -85,18 +154,20 @@ class Repository(ServedModel):
         if not self.base.is_dir():
             raise ModelFileError(f"{root} is not a model repository: it has no {MODEL_NAME}/<version>/ folders "
                                  "(`fmnist-edge publish ARTIFACTS REPOSITORY` makes one; an artifact folder's serving/ is one)")
-        for version in reversed(self._versions_on_disk()):
-            if self._try(version):
-                break
+        self._refresh()
         if self._current is None:
-            raise ModelFileError(f"no version in {self.base} verifies and loads"
+            policy = "" if policy == LATEST else f" that --versions {policy} serves"
+            raise ModelFileError(f"no version in {self.base}{policy} verifies and loads"
                                  + (f" (refused: {', '.join(self._refused)})" if self._refused else " (it is empty)"))
 
     # ---------------------------------------------------------------- requests
 
     def get(self, version: str | None = None):
-        """(version, classifier): the current one, or the loaded `version`; UnknownVersion otherwise."""
+        """(version, classifier): the current one, or the loaded `version`; UnknownVersion otherwise (Unloaded
+        after an operator's unload)."""
         with self._lock:
+            if self._unloaded:
+                raise Unloaded(version)
             key = self._current if version is None else version
             if key not in self._loaded:
                 raise UnknownVersion(version)
@@ -104,7 +175,7 @@ class Repository(ServedModel):
 
     def served_versions(self) -> list[str]:
         with self._lock:
-            return list(self._loaded)
+            return sorted(self._loaded, key=int)
 
     def refused(self) -> dict[str, str]:
         with self._lock:
@@ -115,8 +186,74 @@ class Repository(ServedModel):
             return self._gates.get(version)
 
     @property
-    def current(self) -> str:
+    def current(self) -> str | None:
         return self._current
+
+    @property
+    def pinned(self) -> str | None:
+        return self._pinned
+
+    # ---------------------------------------------------------------- the repository extension
+
+    def index(self, ready: bool = False) -> list[dict]:
+        """Every version in the repository, loaded or refused, oldest first: {name, version, state (READY or
+        UNAVAILABLE), reason} (`ready`: READY ones only)."""
+        with self._lock:
+            loaded, reasons, current, pinned = set(self._loaded), dict(self._reasons), self._current, self._pinned
+        rows = []
+        for version in sorted(set(self._versions_on_disk()) | loaded | set(reasons), key=int):
+            if version in loaded:
+                state, reason = READY, ("current, pinned by a load request" if version == pinned
+                                        else "current" if version == current else "")
+            elif version in reasons:
+                state, reason = UNAVAILABLE, f"refused: {reasons[version]}"
+            elif self._unloaded:
+                state, reason = UNAVAILABLE, "unloaded by request; a load request serves it again"
+            else:
+                state, reason = UNAVAILABLE, f"not served: the version policy is {self.policy}"
+            if state == READY or not ready:
+                rows.append({"name": MODEL_NAME, "version": version, "state": state, "reason": reason})
+        return rows
+
+    def load(self, version: str | None = None) -> str:
+        """Serve again (after an unload) -> the current version. With `version`: pin it as current whatever the
+        policy says (a version of the repository; loaded and put through the gates first if it is not loaded, even
+        if it was refused before); ControlError if it is not there or fails a gate, and what served goes on
+        serving. Without: unpin, back to the policy's newest version."""
+        with self._busy:
+            if version is not None:
+                version = str(version)
+                if not version.isdigit() or not (self.base / version).is_dir():
+                    raise ControlError(f"{MODEL_NAME} has no version {version!r} in {self.base}; it has "
+                                       f"{', '.join(self._versions_on_disk()) or 'none'}")
+                if version not in self._loaded:
+                    self._refused.pop(version, None)  # asked for by name: its gates run again
+                    if not self._try(version):
+                        raise ControlError(f"version {version} cannot serve: "
+                                           f"{self._reasons.get(version, 'its folder went away')}")
+            self._pinned, self._unloaded = version, False
+            self._refresh()
+            if self._current is None:
+                raise ControlError(f"no version in {self.base} that --versions {self.policy} serves verifies and loads")
+            return self._current
+
+    def use_policy(self, policy: VersionPolicy) -> None:
+        """Serve what `policy` says from now on (for a subclass that does not take one at construction)."""
+        with self._busy:
+            self.policy = policy
+            self._refresh()
+            if self._current is None:
+                raise ModelFileError(f"no version in {self.base} that --versions {policy} serves verifies and loads")
+
+    def unload(self) -> None:
+        """Stop serving: every version is released, requests are refused as unloaded, polls load nothing, until
+        the next `load`. The pin goes with it."""
+        with self._busy:
+            with self._lock:
+                self._unloaded, self._pinned, self._current = True, None, None
+                self._loaded.clear()
+                self._gates.clear()
+            self._log("repository: unloaded by request; nothing serves until a load request")
 
     # ---------------------------------------------------------------- watching
 
@@ -131,10 +268,52 @@ class Repository(ServedModel):
             self._thread.join(10)
 
     def poll(self) -> None:
-        """Load every version newer than the current one that appeared since the last poll (newest wins)."""
-        for version in self._versions_on_disk():
-            if int(version) > int(self._current):
-                self._try(version)
+        """Load the versions that appeared since the last poll and that the policy serves (the latest N: newest first,
+        until N pass the gates), then release the ones it no longer serves."""
+        self._refresh()
+
+    def _refresh(self) -> None:
+        with self._busy:
+            if self._unloaded:
+                return
+            self._load_wanted()
+            self._settle()
+
+    def _load_wanted(self) -> None:
+        versions = sorted(set(self._versions_on_disk()) | set(self._loaded), key=int)
+        if self.policy.kind == "latest":
+            serving = 0
+            for version in reversed(versions):
+                if serving == self.policy.count:
+                    break
+                serving += version in self._loaded or self._try(version)
+        else:
+            for version in versions:
+                if version not in self._loaded and (self.policy.kind == "all" or version in self.policy.versions):
+                    self._try(version)
+
+    def _settle(self) -> None:
+        """Release what neither the policy nor the pin serves; make the pinned version, else the newest, current."""
+        with self._lock:
+            served = self.policy.select(sorted(self._loaded, key=int))
+            if self._pinned in self._loaded and self._pinned not in served:
+                served.append(self._pinned)
+            for old in [v for v in self._loaded if v not in served]:
+                del self._loaded[old]  # released when the last request holding it ends
+                self._gates.pop(old, None)
+            before = self._current
+            self._current = self._pinned if self._pinned in self._loaded else max(served, key=int, default=None)
+            current = self._current
+        if current is None or current == before:
+            return
+        clf = self._loaded[current]
+        said = self._gates.get(current) or f"not gated: no {golden.GOLDEN}"
+        pinned = ", pinned" if current == self._pinned else ""
+        others = "" if served == [current] else f"; versions {', '.join(sorted(served, key=int))} loaded"
+        self._log(f"repository: serving version {current} ({clf.precision}, {said}{pinned}, "
+                  f"{time.strftime('%H:%M:%S')}){others}")
+        for listener in self._swap_listeners:
+            listener(current, clf)
 
     def _watch(self) -> None:
         while not self._stop.wait(self._poll_s):
@@ -150,6 +329,7 @@ class Repository(ServedModel):
             return []
 
     def _try(self, version: str) -> bool:
+        """Put `version` through the gates; True (and loaded, not yet current) if it passes."""
         folder = self.base / version
         try:
             mtime = folder.stat().st_mtime
@@ -174,13 +354,4 @@ class Repository(ServedModel):
             self._reasons.pop(version, None)
             self._gates[version] = gated
             self._loaded[version] = clf
-            if self._current is None or int(version) > int(self._current):
-                self._current = version
-            for old in sorted(self._loaded, key=int)[:-KEEP]:
-                del self._loaded[old]  # released when the last request holding it ends
-                self._gates.pop(old, None)
-        said = gated or f"not gated: no {golden.GOLDEN}"
-        self._log(f"repository: serving version {self._current} ({clf.precision}, {said}, {time.strftime('%H:%M:%S')})")
-        for listener in self._swap_listeners:
-            listener(self._current, self._loaded[self._current])
         return True

@@ -5,7 +5,8 @@
   time (slowloris), is answered 408 and closed instead of holding a file descriptor for ever.
 - At most `max_connections` open connections: past that, new requests are answered 503 at once.
 - The process may open as many files as its hard limit allows (the soft limit is often 1,024).
-The app itself times out stalled bodies (408) and caps queued work (503); see app.py.
+The app itself times out stalled bodies (408) and caps queued work (503); see app.py. HTTPS is uvicorn's own:
+`run(..., ssl_certfile=..., ssl_keyfile=...)` (serve --tls-cert/--tls-key) reaches uvicorn.Config through `config`.
 """
 
 from __future__ import annotations

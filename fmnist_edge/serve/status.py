@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import FmnistEdgeError, ImageSizeError, InputImageError
+from ..errors import ControlError, FmnistEdgeError, ImageSizeError, InputImageError
 
 
 class HTTPError(Exception):
@@ -41,6 +41,7 @@ V2 = StatusTable(
     (HTTPError, None),
     (ImageSizeError, 413),
     (InputImageError, 400),  # the protocol has one status for a bad request
+    (ControlError, 400),  # a repository load or unload that cannot be done, as Triton answers it
     (FmnistEdgeError, 500),
 )
 

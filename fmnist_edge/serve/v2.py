@@ -32,7 +32,7 @@ from ..contract import INPUT_NAME, INPUT_SHAPE, MODEL_NAME, NUM_CLASSES, OUTPUT_
 from .status import HTTPError
 
 MAX_BATCH = 64  # batch elements per request
-EXTENSIONS = ("binary_tensor_data", "classification", "statistics")
+EXTENSIONS = ("binary_tensor_data", "classification", "statistics", "model_repository")
 HEADER_LENGTH = "inference-header-content-length"
 DATATYPES = {"FP32": np.float32}
 
@@ -42,6 +42,14 @@ class ProtocolError(HTTPError):
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(status, message)
+
+
+class ModelUnloaded(ProtocolError):
+    """A request for the model after an operator unloaded it (400 over REST, as Triton answers; UNAVAILABLE over gRPC)."""
+
+    def __init__(self):
+        super().__init__(f"model {MODEL_NAME!r} is unloaded; an operator's load request "
+                         f"(POST /v2/repository/models/{MODEL_NAME}/load) serves it again")
 
 
 @dataclass
@@ -73,6 +81,45 @@ def check_model(name: str) -> None:
     """404 unless `name` is the model being served (its versions are the repository's business)."""
     if name != MODEL_NAME:
         raise ProtocolError(f"unknown model {name!r}; this server serves {MODEL_NAME!r}", 404)
+
+
+def load_version(parameters: dict) -> str | None:
+    """The version a repository load request pins (None: unpin, back to the version policy's newest), from its
+    parameters: `version` (a number or its text), or Triton's `config` (model configuration JSON, the way
+    tritonclient's load_model(config=...) sends it) with `version_policy` {"specific": {"versions": [N]}} or
+    {"latest": {"num_versions": 1}}. ProtocolError (400) for anything else."""
+    unknown = sorted(set(parameters) - {"version", "config"})
+    if unknown:
+        raise ProtocolError(f"unknown load parameter {unknown[0]!r}; give `version` (the version to pin) or none")
+    if "config" in parameters:
+        if "version" in parameters:
+            raise ProtocolError("give the version to pin as `version` or in `config`, not both")
+        return _config_version(parameters["config"])
+    version = parameters.get("version")
+    if version is None or version == "":
+        return None
+    if isinstance(version, bool) or not str(version).isdigit():
+        raise ProtocolError(f"the load parameter `version` must be a version number, got {version!r}")
+    return str(int(version))
+
+
+def _config_version(config) -> str | None:
+    bad = ProtocolError('a load request\'s `config` may hold only a version_policy: {"specific": {"versions": [N]}} '
+                        'pins version N, {"latest": {"num_versions": 1}} unpins')
+    try:
+        cfg = json.loads(config) if isinstance(config, str | bytes) else None
+    except ValueError:
+        cfg = None
+    if not isinstance(cfg, dict) or set(cfg) - {"name", "version_policy"} or cfg.get("name", MODEL_NAME) != MODEL_NAME:
+        raise bad
+    policy = cfg.get("version_policy")
+    if policy in (None, {"latest": {"num_versions": 1}}, {"latest": {}}):
+        return None
+    versions = policy.get("specific", {}).get("versions") if isinstance(policy, dict) and len(policy) == 1 else None
+    if (not isinstance(versions, list) or len(versions) != 1 or isinstance(versions[0], bool)
+            or not str(versions[0]).isdigit()):
+        raise bad
+    return str(int(versions[0]))
 
 
 @dataclass

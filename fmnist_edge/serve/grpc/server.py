@@ -57,9 +57,11 @@ class GRPCServer:
     """`inference.GRPCInferenceService` on `host`:`port` (0: any free port) over the `core` of the REST app."""
 
     def __init__(self, core, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[bytes, bytes] | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_UPLOAD, max_rpcs: int = MAX_CONNECTIONS, log=print):
+                 max_message_bytes: int = DEFAULT_MAX_UPLOAD, max_rpcs: int = MAX_CONNECTIONS, log=print,
+                 admin_token: str | None = None):
         require("grpc", INSTALL_KIOSK)
         self.core, self.host, self.port, self.tls, self.log = core, host, port, tls, log
+        self.admin_token = admin_token  # the repository RPCs' bearer token (None: they are off)
         self.max_message_bytes, self.max_rpcs = max_message_bytes, max_rpcs
         self._server = None
 
@@ -73,7 +75,7 @@ class GRPCServer:
         server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", self.max_message_bytes), ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=self.max_rpcs)
-        add_GRPCInferenceServiceServicer_to_server(InferenceService(self.core), server)
+        add_GRPCInferenceServiceServicer_to_server(InferenceService(self.core, self.admin_token), server)
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
             if self.tls is None:

@@ -4,7 +4,12 @@ handlers answer under /v2, with gRPC status codes for errors.
 A refused request gets the status code of the HTTP status REST gives the same error (status.V2, the one table):
 400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 (busy) -> UNAVAILABLE, 500 (the model failed) -> INTERNAL. On
 ModelStreamInfer an error comes back as the response's `error_message` and the stream goes on; responses come in
-the order of the requests, which run concurrently (so they can share a dynamic batch).
+the order of the requests, which run concurrently (so they can share a dynamic batch). A request for an unloaded
+model is UNAVAILABLE (REST: 400).
+
+The repository RPCs (RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload) need the admin token as the
+`authorization` metadata (`Bearer TOKEN`; UNAUTHENTICATED otherwise) and are PERMISSION_DENIED while the server has
+none (REST: 401 and 403; see auth.py).
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ import asyncio
 import grpc
 
 from ... import __version__
-from ...contract import MODEL_NAME
-from .. import status, v2
+from .. import auth, status, v2
 from ..inference import Inference
 from . import codec
 from . import grpc_service_pb2 as pb
@@ -31,7 +35,9 @@ CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 
 
 
 def code(exc: Exception) -> grpc.StatusCode:
-    """The gRPC status of an error in status.V2's table."""
+    """The gRPC status of an error in status.V2's table (an unloaded model: UNAVAILABLE, as Triton says it)."""
+    if isinstance(exc, v2.ModelUnloaded):
+        return grpc.StatusCode.UNAVAILABLE
     return CODES.get(status.V2.status(exc), grpc.StatusCode.UNKNOWN)
 
 
@@ -39,8 +45,8 @@ class InferenceService(GRPCInferenceServiceServicer):
     """The service on one `Inference` core, the same the REST app uses: the same model versions, queue limit,
     dynamic batcher and statistics."""
 
-    def __init__(self, core: Inference):
-        self.core = core
+    def __init__(self, core: Inference, admin_token: str | None = None):
+        self.core, self.admin_token = core, admin_token
 
     # ---------------------------------------------------------------- health and metadata
 
@@ -75,25 +81,43 @@ class InferenceService(GRPCInferenceServiceServicer):
         except status.V2.errors as exc:
             await context.abort(code(exc), str(exc))
 
+    # ---------------------------------------------------------------- the repository extension (admin token)
+
+    async def _authorize(self, context) -> None:
+        if self.admin_token is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, auth.OFF)
+        given = dict(context.invocation_metadata() or ()).get("authorization")
+        if not auth.authorized(given, self.admin_token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, auth.NEEDED)
+
     async def RepositoryIndex(self, request, context):
+        await self._authorize(context)
         index = pb.RepositoryIndexResponse()
-        for version in self.core.models.served_versions():
-            index.models.add(name=MODEL_NAME, version=version, state="READY")
+        for row in self.core.models.index(request.ready):
+            index.models.add(**row)
         return index
 
     async def RepositoryModelLoad(self, request, context):
-        await self._repository_control(context, "load")
+        await self._authorize(context)
+        try:
+            v2.check_model(request.model_name)
+            version = v2.load_version({k: codec.parameter(p) for k, p in request.parameters.items()})
+            await asyncio.to_thread(self.core.models.load, version)  # may compile and gate a version: seconds
+        except status.V2.errors as exc:
+            await context.abort(code(exc), str(exc))
+        return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
-        await self._repository_control(context, "unload")
-
-    async def _repository_control(self, context, what: str) -> None:
-        # The one place for loading and unloading models by request: the fleet issue puts its admin token check
-        # here. Until then there is nothing to do: the server serves one model, and new versions arrive through
-        # the repository it watches.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            f"this server does not {what} models on request: it serves {MODEL_NAME!r}, loaded at start; "
-                            "publish a new version into its --repository (`fmnist-edge publish`) and it is swapped in")
+        await self._authorize(context)
+        try:
+            v2.check_model(request.model_name)
+            unknown = sorted(set(request.parameters) - {"unload_dependents"})
+            if unknown:
+                raise v2.ProtocolError(f"unknown unload parameter {unknown[0]!r}")
+            await asyncio.to_thread(self.core.models.unload)
+        except status.V2.errors as exc:
+            await context.abort(code(exc), str(exc))
+        return pb.RepositoryModelUnloadResponse()
 
     async def _check(self, context, name: str, version: str) -> None:
         try:
