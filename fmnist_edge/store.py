@@ -2,9 +2,11 @@
 
 The layout is the local one, <uri>/fmnist/<N>/, plus a marker file READY written after every other file of the
 version, so a version without READY does not exist for a kiosk. `upload` sends a locally staged version folder
-under a hidden prefix (.staging-HOST-PID-*), claims the next number N by creating <N>/CLAIM only if it does not
-exist yet (S3's If-None-Match, GCS's ifGenerationMatch=0, O_EXCL for file://), so two publishers racing for one
-number get two numbers; it then copies the files into <N>/, checks its CLAIM still holds, writes READY last,
+under a hidden prefix (.staging-HOST-PID-*), claims the next number N by creating .claims/<N> only if it does
+not exist yet (S3's If-None-Match, GCS's ifGenerationMatch=0, O_EXCL for file://), so two publishers racing for
+one number get two numbers and a number is never used twice; it then copies the files into <N>/, checks its claim
+still holds (a store that ignores create-if-absent fails the publish here, or the kiosks' hash gate refuses the
+mixed version; never a silent mix), writes READY last,
 removes the staging prefix and rewrites <uri>/fmnist/index.json, the list of READY versions that plain HTTP
 servers need because they cannot list (written whole, re-read until it agrees with the store: a racing publisher
 cannot leave it short; a temporary name renamed into place for file://). The next upload removes what a killed
@@ -42,7 +44,7 @@ from .contract import INSTALL_FLEET, MODEL_NAME
 from .errors import ArtifactError, FmnistEdgeError, StoreError, first_line, require
 
 READY = "READY"  # a version's marker: written last, lists the version's files
-CLAIM = "CLAIM"  # a version number taken by one publisher: created only if absent, before any file is copied
+CLAIMS = ".claims"  # <uri>/fmnist/.claims/<N>: number N taken by one publisher, created only if absent, kept
 INDEX = "index.json"  # <uri>/fmnist/index.json: {"model": ..., "versions": [the READY versions, oldest first]}
 STAGE = ".staging-"  # a version being uploaded; kiosks only look at numbered prefixes with READY
 DOWNLOAD = ".download-"  # a version being downloaded into the cache
@@ -176,12 +178,13 @@ def _create(fs, path: str, data: bytes) -> None:
 
 
 def _claim(fs, base: str, token: bytes) -> int:
-    """Take the first free version number above every numbered prefix, by creating its CLAIM marker."""
-    number = max((int(n) for n in _names(fs, base) if n.isdigit()), default=0) + 1
+    """Take the first version number above every version and claim so far, by creating its claim."""
+    taken = [*_names(fs, base), *_names(fs, f"{base}/{CLAIMS}")]
+    number = max((int(n) for n in taken if n.isdigit()), default=0) + 1
+    fs.makedirs(f"{base}/{CLAIMS}", exist_ok=True)  # a folder for file://; nothing on object stores
     for _ in range(CLAIM_TRIES):
-        fs.makedirs(f"{base}/{number}", exist_ok=True)  # a folder for file://; nothing on object stores
         try:
-            _create(fs, f"{base}/{number}/{CLAIM}", token)
+            _create(fs, f"{base}/{CLAIMS}/{number}", token)
             return number
         except FileExistsError:  # another publisher took it first
             number += 1
@@ -225,9 +228,10 @@ def upload(version_dir: Path, uri: str) -> str:
             fs.put_file(str(Path(version_dir) / name), f"{stage}/{name}")
         number = _claim(fs, base, token)
         target = f"{base}/{number}"
+        fs.makedirs(target, exist_ok=True)
         for name in files:
             fs.copy(f"{stage}/{name}", f"{target}/{name}")
-        if fs.cat_file(f"{target}/{CLAIM}") != token:  # only on a store that ignores create-if-absent
+        if fs.cat_file(f"{base}/{CLAIMS}/{number}") != token:  # only on a store that ignores create-if-absent
             raise StoreError(f"{uri}: another publish took version {number} while this one copied its files; publish again")
         fs.pipe_file(f"{target}/{READY}", ("\n".join(files) + "\n").encode())  # last: now kiosks see it
         fs.rm(stage, recursive=True)
@@ -248,10 +252,11 @@ def default_cache(uri: str) -> Path:
 def _indexed_versions(fs, base: str) -> list[int]:
     """The versions index.json lists: how a kiosk finds them on a server that cannot list."""
     try:
-        index = json.loads(fs.cat_file(f"{base}/{INDEX}"))
-        return sorted(int(n) for n in index["versions"])
+        body = fs.cat_file(f"{base}/{INDEX}")
     except FileNotFoundError:
         raise StoreError(f"{base}/{INDEX} is missing: publish writes it; is this the folder publish wrote to?") from None
+    try:
+        return sorted(int(n) for n in json.loads(body)["versions"])
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreError(f"{base}/{INDEX} is not a version index ({type(exc).__name__}: {first_line(exc)})") from None
 
