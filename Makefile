@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data browser demo check test clean grpc-protos
+.PHONY: setup data browser nginx demo check test clean grpc-protos
 
 setup: $(VENV)/.installed data
 
@@ -26,6 +26,12 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
 
+# Debian's nginx for the https:// model store tests (tests/test_stores.py starts its own, on a free port).
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq nginx; fi
+
 # Train the default model on a short budget, convert it, benchmark it, print the table.
 demo: setup
 	$(BIN)/fmnist-edge train --quick
@@ -38,7 +44,7 @@ check: setup
 	$(BIN)/python -m pytest -q -m "not model and not slow and not browser"
 
 # The linter first; the browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
-test: setup browser
+test: setup browser nginx
 	$(BIN)/ruff check .
 	FMNIST_EDGE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
