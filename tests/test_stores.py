@@ -115,12 +115,13 @@ http {{
 
     def start(self) -> Nginx:
         self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-p", str(self.home), "-e", str(self.home / "error.log"),
-                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_listening(self.port, "nginx", 20)
         except AssertionError:
             self.stop()
-            raise
+            log = self.home / "error.log"
+            raise AssertionError(f"nginx did not start: {log.read_text() if log.exists() else 'no error.log'}") from None
         return self
 
     def stop(self) -> None:
