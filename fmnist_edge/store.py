@@ -2,16 +2,16 @@
 
 The layout is the local one, <uri>/fmnist/<N>/, plus a marker file READY written after every other file of the
 version, so a version without READY does not exist for a kiosk. `upload` sends a locally staged version folder
-under a hidden prefix (.staging-HOST-PID-*), claims the next number N by creating .claims/<N> only if it does
-not exist yet (S3's If-None-Match, GCS's ifGenerationMatch=0, O_EXCL for file://), so two publishers racing for
-one number get two numbers and a number is never used twice; it then copies the files into <N>/, checks its claim
-still holds (a store that ignores create-if-absent fails the publish here, or the kiosks' hash gate refuses the
-mixed version; never a silent mix), writes READY last,
-removes the staging prefix and rewrites <uri>/fmnist/index.json, the list of READY versions that plain HTTP
-servers need because they cannot list (written whole, re-read until it agrees with the store: a racing publisher
-cannot leave it short; a temporary name renamed into place for file://). The next upload removes what a killed
-one left: staging prefixes of a dead writer on this host, and any staging prefix or numbered prefix without
-READY whose newest object is older than STALE_S (a publish killed between its claim and its READY).
+under a hidden prefix (.staging-HOST-PID-*), then claims the next number N by creating .claims/<N> only if it
+does not exist yet (S3's If-None-Match, GCS's ifGenerationMatch=0, O_EXCL for file://): two publishers racing for
+one number get two numbers, and no number is used twice. It copies the files into <N>/, checks that its claim
+still holds (on a store that ignores create-if-absent a racing publish fails here, or the kiosks' hash gate
+refuses the mixed version; it never serves), writes READY last, removes the staging prefix and rewrites
+<uri>/fmnist/index.json, the list of READY versions that plain HTTP servers need because they cannot list. The
+index is written whole (a temporary name renamed into place for file://) and re-read until a listing agrees with
+it, so a racing publisher cannot leave it short. The next upload removes what a killed one left: staging
+prefixes of a dead writer on this host, and any staging prefix or numbered prefix without READY whose newest
+object is older than STALE_S (a publish killed between its claim and its READY).
 
 `Mirror` keeps a local cache folder that `Repository` serves: the newest remote version with READY (found by
 listing, or through index.json for https://) is downloaded under a hidden name and renamed into place, then
@@ -23,9 +23,10 @@ Where the stores take their settings, all standard variables of their own librar
 - gs:// (gcsfs): Google's application default credentials (GOOGLE_APPLICATION_CREDENTIALS); STORAGE_EMULATOR_HOST
   points it at an emulator (then anonymous, over the JSON API only).
 - https:// and http:// (fsspec's HTTP filesystem on aiohttp): read-only, any static file server or CDN serving a
-  folder or bucket that `publish` wrote. A private CA: SSL_CERT_FILE=ca.pem (or SSL_CERT_DIR), OpenSSL's own
-  variables, read each time the store is opened; as with curl, they replace the system's CA bundle, so a
-  kiosk that also reaches public servers points SSL_CERT_FILE at the system bundle with the private CA appended.
+  folder or bucket that `publish` wrote (a folder as file://PATH: a plain path gets no READY or index.json).
+  A private CA: SSL_CERT_FILE=ca.pem (or SSL_CERT_DIR), OpenSSL's own
+  variables, read each time the store is opened. They replace the system's CA bundle, so a kiosk
+  that also reaches public servers points SSL_CERT_FILE at the system bundle with the private CA appended.
 """
 
 from __future__ import annotations
