@@ -193,7 +193,7 @@ def test_https_serves_the_page_health_and_the_protocol(kiosk, rest, tls):
     with pytest.raises(urllib.error.URLError):  # the certificate is checked: without the CA it is refused
         urllib.request.urlopen(f"https://127.0.0.1:{kiosk[0]}/health", timeout=10,
                                context=ssl.create_default_context())
-    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):  # and plain HTTP is not spoken
+    with pytest.raises(OSError):  # and plain HTTP is not spoken (URLError and a dropped connection are OSErrors)
         urllib.request.urlopen(f"http://127.0.0.1:{kiosk[0]}/health", timeout=10).read()
 
 
@@ -210,7 +210,6 @@ def test_a_pinned_version_serves_with_the_token(kiosk, rest, rpc, tls, fmnist, u
     assert health["version"] == "1" and health["versions"] == ["1", "2"]  # the pin, and what the policy serves
     index = _index(rpc.get_model_repository_index(headers=AUTH))
     assert index["1"] == ("READY", "current, pinned by a load request") and index["2"] == ("READY", "")
-    assert {m.version for m in rpc.get_model_repository_index(headers=AUTH).models} >= {"1", "2"}
     rpc.load_model("fmnist", headers=AUTH)  # gRPC, no version: unpinned, the newest is current again
     assert _served(rest, httpclient, fmnist) == "2"
     status, _, body = _https(kiosk[0], "/v2/repository/models/fmnist/load", tls[0], "POST",  # the plain-JSON form
