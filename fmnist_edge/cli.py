@@ -414,18 +414,28 @@ class VersionPolicyType(click.ParamType):
 @click.option("--versions", "versions", type=VersionPolicyType(), default="latest:1", show_default=True,
               help="Which versions of --repository serve: latest:N (the N newest that pass the gates), "
                    "specific:A,B or all; the newest of them is current.")
+@click.option("--canary", "canary_percent", type=click.FloatRange(0, 100, min_open=True), default=None, metavar="P",
+              help="Try each new version of --repository on P% of the requests first; promoted if no worse, "
+                   "rolled back by itself otherwise [default: a version that passes its gates serves at once].")
+@click.option("--canary-requests", type=click.IntRange(min=1), default=200, show_default=True,
+              help="How many requests the canary answers before its verdict ...")
+@click.option("--canary-seconds", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+              help="... or how long it runs, whichever comes first.")
 def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, cache, max_connections, max_queue,
-          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust, admin_token_file, versions):
+          max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust, admin_token_file, versions,
+          canary_percent, canary_requests, canary_seconds):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
     --grpc-port over gRPC too) and Prometheus metrics (/metrics) over one loaded model or a hot-reloaded model
     repository."""
     from .serve import serve as run
+    from .serve.canary import CanaryPolicy
 
+    canary = None if canary_percent is None else CanaryPolicy(canary_percent, canary_requests, canary_seconds)
     run(model_dir, precision=precision, device=device, host=host, port=port,
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
         preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key,
-        trust=tuple(trust), cache=cache, admin_token_file=admin_token_file, versions=versions)
+        trust=tuple(trust), cache=cache, admin_token_file=admin_token_file, versions=versions, canary=canary)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from .. import faults
 from ..runtime import package_versions
 from ..runtime.preprocess import FRAME_SHORT_SIDE
 from . import auth, status, v2
@@ -142,7 +143,14 @@ class Service:
 
             def classify():
                 t, timings = time.perf_counter(), {}
-                p = self.core.model(v2.MODEL_NAME)[1].predict(data, top_k=self.top_k, timings=timings)
+                served, clf = self.core.model(v2.MODEL_NAME)
+                try:
+                    faults.serving(served)
+                    p = clf.predict(data, top_k=self.top_k, timings=timings)
+                except BaseException as exc:
+                    self.core.outcome(served, exc, int((time.perf_counter() - t) * 1e9))
+                    raise
+                self.core.outcome(served, None, int((time.perf_counter() - t) * 1e9))
                 self.metrics.observe_model("/predict", timings["prepare_s"], timings["infer_s"])
                 return p, time.perf_counter() - t
 
@@ -164,7 +172,7 @@ class Service:
         else:
             model, state = {**clf.describe(), "class_names": list(clf.class_names), "version": current,
                             "versions": self.models.served_versions(), "golden": self.models.gate(current),
-                            "refused": self.models.refused(), **self.model_info}, "ok"
+                            "refused": self.models.refused(), "canary": self.models.canary(), **self.model_info}, "ok"
         return JSONResponse({
             "status": state,
             "model": model,

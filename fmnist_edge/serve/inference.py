@@ -9,12 +9,15 @@ then their tensors join the queue like any other.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
 
+from .. import faults
+from ..errors import FmnistEdgeError
 from . import v2
 from .batching import Batcher
 from .limits import INLINE_BATCH, MAX_QUEUE
@@ -78,9 +81,10 @@ class Inference:
 
     async def infer(self, req: v2.InferRequest, served: str, clf, endpoint: str, encode: Callable[[np.ndarray], T]) -> T:
         """Run `req` on `clf` (version `served`) and `encode` its (N, 10) probabilities; counted in the statistics
-        and metrics whether it succeeds or fails."""
+        and metrics whether it succeeds or fails, and reported to the served model (a canary is judged on it)."""
         t0 = time.perf_counter_ns()
         try:
+            faults.serving(served)
             prep_ns = 0
             if req.tensor is not None:
                 x = req.tensor
@@ -106,14 +110,24 @@ class Inference:
                 self.stats.execution(served, req.batch, infer_ns, prep_ns)
             t2 = time.perf_counter_ns()
             out = encode(probs)
-        except BaseException:
+        except BaseException as exc:
             self.stats.fail(served, time.perf_counter_ns() - t0)
+            self.outcome(served, exc, time.perf_counter_ns() - t0)
             raise
         t3 = time.perf_counter_ns()
         self.stats.success(served, req.batch, t3 - t0, queue_ns, prep_ns, infer_ns, t3 - t2)
+        self.outcome(served, None, t3 - t0)
         if self.metrics is not None:
             self.metrics.observe_model(endpoint, prep_ns / 1e9 if req.tensor is None else None, infer_ns / 1e9)
         return out
+
+    def outcome(self, served: str, exc: BaseException | None, ns: int) -> None:
+        """Report a request's end to the served model: a success, or a failure that is the server's fault -- not
+        a bad input, a refusal (4xx, a full queue) or a client that went away, which say nothing of a version."""
+        if exc is None:
+            self.models.record(served, True, ns / 1e9)
+        elif not isinstance(exc, (HTTPError, FmnistEdgeError, asyncio.CancelledError)):
+            self.models.record(served, False, ns / 1e9)
 
     def _executed(self, clf, n: int, infer_ns: int) -> None:
         self.stats.execution(self._versions.get(id(clf), "?"), n, infer_ns)

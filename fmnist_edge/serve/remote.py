@@ -22,16 +22,17 @@ BACKOFF_CAP_S = 60.0
 
 
 class RemoteRepository(Repository):
-    """The versions of the store at `uri`, through the cache folder `cache` (None: store.default_cache)."""
+    """The versions of the store at `uri`, through the cache folder `cache` (None: store.default_cache);
+    `policies`: Repository's `policy` and `canary`."""
 
     def __init__(self, uri: str, load: Callable[[Path], object], cache=None, log: Callable[[str], None] = print,
                  poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None,
-                 backoff_cap_s: float = BACKOFF_CAP_S):
+                 backoff_cap_s: float = BACKOFF_CAP_S, **policies):
         self.uri, self._cap = uri, max(backoff_cap_s, poll_s)
         self.mirror = Mirror(uri, cache)
         self.failures = 0  # polls in a row that could not reach the store
         self._sync(log)
-        super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap)
+        super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap, **policies)
 
     def _sync(self, log) -> None:
         try:

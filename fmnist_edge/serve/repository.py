@@ -14,6 +14,11 @@ specific ones, or all); they are loaded and requestable as /versions/N, and the 
 a request without a version gets). An operator steers it through the protocol's repository extension:
 `load(version)` pins a version as current (loading and gating it first), `load()` unpins, `unload()` stops
 serving until the next load, `index()` lists every version with its state and reason.
+
+With a `CanaryPolicy` (`serve --canary P`) a new version that passes the gates does not become current at once:
+it answers P% of the requests that name no version until canary.py's verdict, then it is promoted, or rolled back
+and refused with the reason (never retried until its folder changes) while the current version never stopped
+serving. Requests report their outcome through `record`. A pin by an operator ends a running canary.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from .. import faults, golden
 from ..contract import INPUT_SHAPE, MODEL_NAME
 from ..errors import ConfigError, ControlError, FmnistEdgeError, ModelFileError, first_line
+from .canary import Canary, CanaryPolicy
 
 POLL_S = 1.0
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"  # the states of the repository extension's index
@@ -114,6 +120,14 @@ class ServedModel:
         """Call `listener(version, classifier)` after each new version is swapped in (a fixed model never is)."""
         self._swap_listeners.append(listener)
 
+    def record(self, version: str, ok: bool, seconds: float) -> None:
+        """A request served by `version` succeeded (`ok`) or failed by a server fault, in `seconds` (what a canary
+        is judged on; a fixed model has none)."""
+
+    def canary(self) -> dict | None:
+        """The running canary's status for /health (None: none runs)."""
+        return None
+
     def index(self, ready: bool = False) -> list[dict]:
         """The repository extension's index: one {name, version, state, reason} per version (`ready`: READY ones only)."""
         return [{"name": MODEL_NAME, "version": self._version, "state": READY, "reason": "the fixed --model"}]
@@ -135,10 +149,12 @@ class Repository(ServedModel):
 
     def __init__(self, root, load: Callable[[Path], object], log: Callable[[str], None] = print,
                  poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None,
-                 policy: VersionPolicy = LATEST):
+                 policy: VersionPolicy = LATEST, canary: CanaryPolicy | None = None):
         root = Path(root)
         self.base = root if root.name == MODEL_NAME and not (root / MODEL_NAME).is_dir() else root / MODEL_NAME
         self._load, self._log, self._poll_s, self.policy = load, log, poll_s, policy
+        self.canary_policy = canary
+        self._canary: Canary | None = None  # the trial of a new version, while one runs
         self._swap_listeners = [] if on_swap is None else [on_swap]
         self._lock = threading.Lock()  # guards what requests read: _loaded, _current, _unloaded, _reasons, _gates
         self._busy = threading.RLock()  # one change at a time: a poll, a load or an unload
@@ -168,7 +184,12 @@ class Repository(ServedModel):
         with self._lock:
             if self._unloaded:
                 raise Unloaded(version)
-            key = self._current if version is None else version
+            if version is not None:
+                key = version
+            elif self._canary is not None:
+                key = self._canary.route()
+            else:
+                key = self._current
             if key not in self._loaded:
                 raise UnknownVersion(version)
             return key, self._loaded[key]
@@ -188,6 +209,49 @@ class Repository(ServedModel):
     @property
     def current(self) -> str | None:
         return self._current
+
+    # ---------------------------------------------------------------- the canary
+
+    def record(self, version: str, ok: bool, seconds: float) -> None:
+        trial = self._canary
+        if trial is None:
+            return
+        trial.record(version, ok, seconds)
+        if version == trial.candidate:
+            self._judge(trial)
+
+    def canary(self) -> dict | None:
+        trial = self._canary
+        return None if trial is None else trial.status()
+
+    def _judge(self, trial: Canary) -> None:
+        """Promote or roll back `trial`'s version once its verdict is in (from a request or from a poll)."""
+        verdict = trial.verdict()
+        if verdict is None:
+            return
+        with self._lock:
+            if self._canary is not trial:
+                return  # decided already, or ended by an operator
+            self._canary = None
+            version = trial.candidate
+            if verdict.promote:
+                self._current = version
+            else:
+                self._loaded.pop(version, None)
+                self._gates.pop(version, None)
+                self._reasons[version] = verdict.reason
+                try:
+                    self._refused[version] = (self.base / version).stat().st_mtime
+                except OSError:
+                    self._refused[version] = 0.0
+            current, clf = self._current, self._loaded.get(self._current)
+        if verdict.promote:
+            self._log(f"repository: canary of version {version} promoted ({verdict.reason}); serving version {version}")
+            for listener in self._swap_listeners:
+                listener(current, clf)
+        else:
+            self._log(f"repository: canary of version {version} rolled back ({verdict.reason}); "
+                      f"still serving version {current}")
 
     @property
     def pinned(self) -> str | None:
@@ -231,6 +295,7 @@ class Repository(ServedModel):
                     if not self._try(version):
                         raise ControlError(f"version {version} cannot serve: "
                                            f"{self._reasons.get(version, 'its folder went away')}")
+            self._end_canary("a load request")
             self._pinned, self._unloaded = version, False
             self._refresh()
             if self._current is None:
@@ -249,6 +314,7 @@ class Repository(ServedModel):
         """Stop serving: every version is released, requests are refused as unloaded, polls load nothing, until
         the next `load`. The pin goes with it."""
         with self._busy:
+            self._end_canary("an unload request")
             with self._lock:
                 self._unloaded, self._pinned, self._current = True, None, None
                 self._loaded.clear()
@@ -272,11 +338,21 @@ class Repository(ServedModel):
         until N pass the gates), then release the ones it no longer serves."""
         self._refresh()
 
+    def _end_canary(self, by: str) -> None:
+        with self._lock:
+            trial, self._canary = self._canary, None
+        if trial is not None:
+            self._log(f"repository: canary of version {trial.candidate} ended by {by}")
+
     def _refresh(self) -> None:
         with self._busy:
             if self._unloaded:
                 return
-            self._load_wanted()
+            trial = self._canary
+            if trial is not None:
+                self._judge(trial)  # its time may be up with no request to say so
+            if self._canary is None:  # new versions wait for a running canary's verdict
+                self._load_wanted()
             self._settle()
 
     def _load_wanted(self) -> None:
@@ -293,17 +369,30 @@ class Repository(ServedModel):
                     self._try(version)
 
     def _settle(self) -> None:
-        """Release what neither the policy nor the pin serves; make the pinned version, else the newest, current."""
+        """Release what neither the policy, the pin nor a canary serves; make the pinned version, else the newest,
+        current -- or, with a canary policy, put a newer version on trial beside the current one."""
+        started = None
         with self._lock:
             served = self.policy.select(sorted(self._loaded, key=int))
             if self._pinned in self._loaded and self._pinned not in served:
                 served.append(self._pinned)
+            before = self._current
+            want = self._pinned if self._pinned in self._loaded else max(served, key=int, default=None)
+            if (self._canary is None and self.canary_policy is not None and before in self._loaded and want is not None
+                    and want != self._pinned and int(want) > int(before)):
+                self._canary = started = Canary(self.canary_policy, before, want)
+            if self._canary is not None:
+                served = sorted({*served, self._canary.current, self._canary.candidate}, key=int)
+                want = self._canary.current
             for old in [v for v in self._loaded if v not in served]:
                 del self._loaded[old]  # released when the last request holding it ends
                 self._gates.pop(old, None)
-            before = self._current
-            self._current = self._pinned if self._pinned in self._loaded else max(served, key=int, default=None)
+            self._current = want
             current = self._current
+        if started is not None:
+            p = self.canary_policy
+            self._log(f"repository: canary: version {started.candidate} takes {p.percent:g}% of the requests for "
+                      f"{p.requests} of them or {p.seconds:g} s; version {before} serves the rest")
         if current is None or current == before:
             return
         clf = self._loaded[current]

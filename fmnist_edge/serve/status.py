@@ -34,6 +34,7 @@ KIOSK = StatusTable(
     (ImageSizeError, 413),
     (InputImageError, 422),
     (FmnistEdgeError, 500),  # the model itself failed: the kiosk's watchdog should know
+    (RuntimeError, 500),  # ... as OpenVINO says it (or a fault a test injected): answered, the connection kept
 )
 
 # The Open Inference Protocol (/v2): v2.ProtocolError is an HTTPError (400 or 404)
@@ -43,6 +44,7 @@ V2 = StatusTable(
     (InputImageError, 400),  # the protocol has one status for a bad request
     (ControlError, 400),  # a repository load or unload that cannot be done, as Triton answers it
     (FmnistEdgeError, 500),
+    (RuntimeError, 500),  # the model failed at run time (OpenVINO's errors; a test's injected fault)
 )
 
 # Extra headers by status: come back in a second; the rest of this connection's request is unread, close it

@@ -1,0 +1,89 @@
+"""A fleet: two kiosks pull from one S3 store (moto's server on 127.0.0.1) under load from tritonclient's clients
+while versions are published; a canary that fails is rolled back by itself."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from live import S3Server, wait_for
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+pytest.importorskip("tritonclient.http")
+
+from fmnist_edge.convert.serving import publish  # noqa: E402
+from fmnist_edge.data import load  # noqa: E402
+from fmnist_edge.faults import FAIL_ENV  # noqa: E402
+from fmnist_edge.harness.fleet import Load, rollouts, start_kiosks, wait_serving  # noqa: E402
+from fmnist_edge.harness.load import stop_server  # noqa: E402
+from fmnist_edge.runtime import to_model_input  # noqa: E402
+from fmnist_edge.store import _filesystem  # noqa: E402
+
+URI = "s3://fleet/models"
+
+
+@pytest.fixture
+def store(monkeypatch):
+    server = S3Server().start()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    _filesystem("s3://fleet")[0].mkdir("fleet")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return to_model_input(load().x_test[:1])
+
+
+def _health(port: int) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_request(converted, store, image, tmp_path):
+    publish(converted, URI)
+    kiosks = start_kiosks(URI, [tmp_path / "kiosk-a", tmp_path / "kiosk-b"], dict(os.environ))
+    ports = [port for _, port in kiosks]
+    try:
+        wait_serving(ports, "1", 60)
+        load = Load(ports, image, concurrency=2).start()
+        wait_for(lambda: load.total() >= 20, "the load to start")
+        rows = rollouts(lambda: publish(converted, URI), ports, first=2, count=5, timeout_s=90, log=lambda _: None)
+        n = load.total()
+        wait_for(lambda: load.total() >= n + 20, "requests after the last rollout")
+        result = load.stop()
+    finally:
+        for proc, _ in kiosks:
+            stop_server(proc)
+    assert [r["version"] for r in rows] == [2, 3, 4, 5, 6]
+    assert result["failed"] == 0, result["errors"]
+    for port in ports:  # every kiosk answered with the versions in turn, and with the last one at the end
+        assert "6" in result["versions"][port] and "1" in result["versions"][port]
+
+
+def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted, store, image, tmp_path):
+    publish(converted, URI)
+    env = {**os.environ, FAIL_ENV: "2"}  # version 2 passes its gates, then fails every request it serves
+    (proc, port), = start_kiosks(URI, [tmp_path / "kiosk"], env, "--canary", "25", "--canary-requests", "40")
+    try:
+        wait_serving([port], "1", 60)
+        load = Load([port], image, concurrency=2).start()
+        publish(converted, URI)
+        wait_for(lambda: "2" in _health(port)["model"].get("refused", {}), "the canary to be rolled back", 60)
+        assert "canary failed" in _health(port)["model"]["refused"]["2"]
+        assert _health(port)["model"]["version"] == "1"
+        publish(converted, URI)  # version 3 is healthy: promoted after its 40 requests
+        wait_for(lambda: _health(port)["model"]["version"] == "3", "the healthy canary to be promoted", 60)
+        result = load.stop()
+    finally:
+        stop_server(proc)
+    answered = result["versions"][port]
+    assert "2" not in answered and answered.get("1", 0) > 0 and answered.get("3", 0) > 0
+    # the failures are the canary's share of the requests while version 2 was on trial: 40, and never version 1's
+    assert 40 <= result["failed"] <= 41 and all("injected fault" in e for e in result["errors"])
