@@ -386,7 +386,8 @@ class VersionPolicyType(click.ParamType):
               help="CPU inference threads [default: unset: OpenVINO's choice].")
 @click.option("--repository", type=click.Path(file_okay=False), default=None,
               help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/; or s3://BUCKET/PREFIX, "
-                   "file://PATH) instead of --model: the newest version that verifies, and each new version as it appears.")
+                   "gs://BUCKET/PREFIX, https://HOST/PATH, file://PATH) instead of --model: the newest version that "
+                   "verifies, and each new version as it appears.")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Where the versions of a remote --repository are kept [default: ~/.cache/fmnist-edge/<URI>].")
 @click.option("--max-connections", type=click.IntRange(min=1), default=MAX_CONNECTIONS, show_default=True,
@@ -448,7 +449,8 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
 def publish(artifacts, repository, precision, key):
     """Add ARTIFACTS' verified model to REPOSITORY as its next version (REPOSITORY/fmnist/<N>/, written under a
     hidden name and renamed into place: a server watching the repository swaps it in). REPOSITORY may be
-    s3://BUCKET/PREFIX or file://PATH: the version is uploaded under a hidden prefix, its READY marker last."""
+    s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file://PATH: the version is uploaded under a hidden prefix, its READY
+    marker last, then the index that kiosks reading the store over https:// need."""
     from .convert.serving import publish as run
 
     folder = run(artifacts, repository, precision, sign=key)

@@ -81,7 +81,7 @@ class SignatureError(ModelFileError):
 
 
 class StoreError(FmnistEdgeError):
-    """A remote model store (s3://, file://) cannot be reached, read or written, or its scheme is not supported."""
+    """A remote model store (s3://, gs://, https://, file://) cannot be reached, read or written, or its scheme is not supported."""
 
 
 class GoldenSetError(ModelFileError):

@@ -48,13 +48,13 @@ def publish(artifacts: str | os.PathLike, repository: str | os.PathLike, precisi
     watches the repository never sees half of it. The version holds its golden set (golden.json: the real
     test images of `golden.py` and this IR's answers), listed in its manifest.json. `sign`: a private key
     (`fmnist-edge keygen`) that signs every file of the version (model.sig) before the rename, so a version
-    appears signed or not at all. A `repository` URI (s3://, file://): the version is staged as above in a local
+    appears signed or not at all. A `repository` URI (s3://, gs://, file://): the version is staged as above in a local
     temporary repository, then uploaded (store.upload: a hidden prefix, its READY marker last); returns its URI."""
     from ..artifact import locate
-    from ..store import check_scheme, is_remote, upload
+    from ..store import check_writable, is_remote, upload
 
     if is_remote(repository):
-        check_scheme(str(repository))  # before anything is staged
+        check_writable(str(repository))  # before anything is staged (https:// is read-only)
         with tempfile.TemporaryDirectory(prefix="fmnist-publish-") as local:
             return upload(publish(artifacts, local, precision, sign=sign), str(repository))
 

@@ -157,7 +157,7 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     serve the kiosk and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's
     gRPC service too, in the same event loop. With `tls_cert` and `tls_key` (PEM files) both speak TLS (HTTPS).
     `trust`: public keys (paths); a version (or the --model folder) not signed by one of them is refused.
-    A `repository` URI (s3://, file://) is served through the local folder `cache` (serve/remote.py).
+    A `repository` URI (s3://, gs://, https://, file://) is served through the local folder `cache` (serve/remote.py).
     `admin_token_file`: the bearer token of the repository extension and /metrics (without it they are off).
     `versions`: a repository.VersionPolicy (None: the newest version that passes the gates). `canary`: a
     canary.CanaryPolicy for each new version of the repository (None: a version that passes its gates serves at once)."""
@@ -193,7 +193,7 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     from ..store import is_remote
 
     if cache is not None and (repository is None or not is_remote(repository)):
-        raise ConfigError("--cache keeps the versions of a remote --repository (s3://, file://); a local model or "
+        raise ConfigError("--cache keeps the versions of a remote --repository (s3://, gs://, https://, file://); a local model or "
                           "repository folder is served where it is: drop --cache")
     sock = listen(host, port)
     if repository is not None:
