@@ -388,6 +388,8 @@ class VersionPolicyType(click.ParamType):
               help="Serve a model repository (REPO/fmnist/<N>/, e.g. an artifact folder's serving/; or s3://BUCKET/PREFIX, "
                    "gs://BUCKET/PREFIX, https://HOST/PATH, file://PATH) instead of --model: the newest version that "
                    "verifies, and each new version as it appears.")
+@click.option("--poll-seconds", "poll_s", type=click.FloatRange(0.05, 3600), default=None,
+              help="How often --repository is looked at for new versions [default: 1 for a folder, 10 for a remote store].")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Where the versions of a remote --repository are kept [default: ~/.cache/fmnist-edge/<URI>].")
 @click.option("--max-connections", type=click.IntRange(min=1), default=MAX_CONNECTIONS, show_default=True,
@@ -422,7 +424,7 @@ class VersionPolicyType(click.ParamType):
               help="How many requests the canary answers before its verdict ...")
 @click.option("--canary-seconds", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
               help="... or how long it runs, whichever comes first.")
-def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, cache, max_connections, max_queue,
+def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repository, poll_s, cache, max_connections, max_queue,
           max_batch_delay_us, preferred, grpc_port, tls_cert, tls_key, trust, admin_token_file, versions,
           canary_percent, canary_requests, canary_seconds):
     """Serve the kiosk page, its JSON API (POST /predict, GET /health), the Open Inference Protocol (/v2; with
@@ -436,7 +438,8 @@ def serve(model_dir, precision, device, host, port, max_upload_mb, threads, repo
         max_upload_bytes=int(max_upload_mb * 2**20), threads=threads, log=click.echo, repository=repository,
         max_connections=max_connections, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
         preferred_batch_sizes=tuple(preferred), grpc_port=grpc_port, tls_cert=tls_cert, tls_key=tls_key,
-        trust=tuple(trust), cache=cache, admin_token_file=admin_token_file, versions=versions, canary=canary)
+        trust=tuple(trust), cache=cache, admin_token_file=admin_token_file, versions=versions, canary=canary,
+        poll_s=poll_s)
 
 
 @cli.command()

@@ -13,8 +13,8 @@ it, so a racing publisher cannot leave it short. The next upload removes what a 
 prefixes of a dead writer on this host, and any staging prefix or numbered prefix without READY whose newest
 object is older than STALE_S (a publish killed between its claim and its READY).
 
-`Mirror` keeps a local cache folder that `Repository` serves: the newest remote version with READY (found by
-listing, or through index.json for https://) is downloaded under a hidden name and renamed into place, then
+`Mirror` keeps a local cache folder that `Repository` serves: the newest remote version with READY (found through
+index.json, one read per poll; by listing on a listable store without one) is downloaded under a hidden name and renamed into place, then
 verified by the Repository exactly like a local version.
 
 Where the stores take their settings, all standard variables of their own libraries:
@@ -280,6 +280,17 @@ class Mirror:
     def cached(self) -> list[int]:
         return sorted(int(p.name) for p in self.base.iterdir() if p.name.isdigit() and p.is_dir())
 
+    def _versions(self, fs, remote: str) -> list[int]:
+        """The store's READY versions from index.json: one small read per poll, however many versions the store
+        holds (a listing costs a request per page, and s3fs' glob more); a listable store without an index (one
+        that publishes older than the index wrote) is listed."""
+        try:
+            return _indexed_versions(fs, remote)
+        except StoreError:
+            if self.indexed:
+                raise
+            return ready_versions(fs, remote)
+
     def sync(self) -> int | None:
         """Download the newest remote version with READY if it is newer than every cached one; returns its
         number, or None when there was nothing new. StoreError when the store cannot be read."""
@@ -287,7 +298,7 @@ class Mirror:
             if self._fs is None:
                 self._fs, self._root = _filesystem(self.uri)
             fs, remote = self._fs, f"{self._root}/{MODEL_NAME}"
-            ready = _indexed_versions(fs, remote) if self.indexed else ready_versions(fs, remote)
+            ready = self._versions(fs, remote)
             if not ready or ready[-1] <= max(self.cached(), default=0):
                 return None
             number = ready[-1]

@@ -1,4 +1,4 @@
-"""A real uvicorn server on a free port of 127.0.0.1, in a thread: what browsers and HTTP clients test against."""
+"""Test helpers: a real uvicorn server on a free port of 127.0.0.1 in a thread, waiting with a deadline, and moto's S3 server."""
 
 from __future__ import annotations
 
@@ -43,53 +43,4 @@ def wait_for(condition, what: str, timeout_s: float = 60.0, step_s: float = 0.05
         time.sleep(step_s)
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that was free a moment ago."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, what: str, timeout_s: float = 30.0) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:`port`."""
-    import socket
-
-    def accepts() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    wait_for(accepts, f"{what} to listen on port {port}", timeout_s, 0.1)
-
-
-class S3Server:
-    """moto's standalone S3 server in its own process on 127.0.0.1 (state in memory: a restart is empty)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self) -> S3Server:
-        import subprocess
-        import sys
-
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(self.port, "moto's S3 server")
-        return self
-
-    def env(self) -> dict[str, str]:
-        """The standard AWS variables that point s3fs (and the CLI) at this server."""
-        return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": self.endpoint}
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+from fmnist_edge.harness.stores import S3Server, free_port, wait_listening  # noqa: E402,F401 - shared with benchmarks

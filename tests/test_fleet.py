@@ -48,7 +48,7 @@ def _health(port: int) -> dict:
 
 def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_request(converted, store, image, tmp_path):
     publish(converted, URI)
-    kiosks = start_kiosks(URI, [tmp_path / "kiosk-a", tmp_path / "kiosk-b"], dict(os.environ))
+    kiosks = start_kiosks(URI, [tmp_path / "kiosk-a", tmp_path / "kiosk-b"], dict(os.environ), "--poll-seconds", "0.5")
     ports = [port for _, port in kiosks]
     try:
         wait_serving(ports, "1", 60)
@@ -70,7 +70,8 @@ def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_reque
 def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted, store, image, tmp_path):
     publish(converted, URI)
     env = {**os.environ, FAIL_ENV: "2"}  # version 2 passes its gates, then fails every request it serves
-    (proc, port), = start_kiosks(URI, [tmp_path / "kiosk"], env, "--canary", "25", "--canary-requests", "40")
+    (proc, port), = start_kiosks(URI, [tmp_path / "kiosk"], env, "--poll-seconds", "0.5", "--canary", "25",
+                                 "--canary-requests", "40")
     try:
         wait_serving([port], "1", 60)
         load = Load([port], image, concurrency=2).start()

@@ -55,7 +55,7 @@ def test_publish_to_s3_serve_from_it_and_from_the_cache_when_the_store_is_down(c
     assert "s3://shop/models/fmnist/1" in _publish(converted, uri)
     fs, _ = _filesystem(uri)
     assert fs.exists(f"shop/models/fmnist/1/{READY}") and not [n for n in fs.ls("shop/models/fmnist") if STAGE in n]
-    kiosk = ["--repository", uri, "--cache", str(cache)]
+    kiosk = ["--repository", uri, "--cache", str(cache), "--poll-seconds", "0.5"]
     proc, port = start_server(*kiosk, env=dict(os.environ))
     try:
         _wait_version(port, "1", 10)

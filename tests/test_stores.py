@@ -118,7 +118,7 @@ http {{
                                       "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_listening(self.port, "nginx", 20)
-        except AssertionError:
+        except TimeoutError:
             self.stop()
             log = self.home / "error.log"
             raise AssertionError(f"nginx did not start: {log.read_text() if log.exists() else 'no error.log'}") from None
@@ -162,7 +162,7 @@ def test_a_kiosk_serves_an_https_repository_through_nginx_and_keeps_serving_when
     assert _index(folder) == [1]
     uri, lines = f"{nginx.url}/shop", []
     repo = RemoteRepository(uri, _load, cache=tmp_path / "cache", log=lines.append, poll_s=0.1)
-    proc, port = start_server("--repository", uri, "--cache", str(tmp_path / "kiosk-cache"), env=dict(os.environ))
+    proc, port = start_server("--repository", uri, "--cache", str(tmp_path / "kiosk-cache"), "--poll-seconds", "0.5", env=dict(os.environ))
     try:
         assert repo.current == "1", lines
         wait_for(lambda: _version(port) == "1", "the kiosk to serve version 1", 30, 0.1)

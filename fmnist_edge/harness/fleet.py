@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import threading
 import time
 from pathlib import Path
@@ -106,11 +107,15 @@ def _version(port: int) -> str | None:
         return None
 
 
-def rollouts(publish, ports: list[int], first: int, count: int, timeout_s: float = 120.0, log=print) -> list[dict]:
+def rollouts(publish, ports: list[int], first: int, count: int, timeout_s: float = 120.0, gap_s: float = 0.0,
+             log=print) -> list[dict]:
     """Call `publish()` `count` times (versions first .. first+count-1); after each, wait for every kiosk to serve
-    it -> one row per rollout: seconds from the publish's start to each kiosk serving it, and the publish alone."""
+    it -> one row per rollout: seconds from the publish's start to each kiosk serving it, and the publish alone.
+    Each publish waits a random 0..`gap_s` first: right after a swap the kiosks' next poll is a whole interval
+    away, so back-to-back publishes would all be timed at the worst phase of the poll."""
     rows = []
     for version in range(first, first + count):
+        time.sleep(random.uniform(0.0, gap_s))
         t0 = time.monotonic()
         publish()
         published = time.monotonic() - t0

@@ -152,7 +152,7 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
           repository: str | None = None, max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE,
           max_batch_delay_us: int = 0, preferred_batch_sizes: tuple[int, ...] = (), grpc_port: int | None = None,
           tls_cert: str | None = None, tls_key: str | None = None, trust: tuple = (), cache: str | None = None,
-          admin_token_file: str | None = None, versions=None, canary=None) -> None:
+          admin_token_file: str | None = None, versions=None, canary=None, poll_s: float | None = None) -> None:
     """Load one Classifier (or the versions of `repository` that the policy `versions` serves, hot reloaded), then
     serve the kiosk and the inference protocol until interrupted; with `grpc_port` (0: any free one), the protocol's
     gRPC service too, in the same event loop. With `tls_cert` and `tls_key` (PEM files) both speak TLS (HTTPS).
@@ -160,7 +160,8 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
     A `repository` URI (s3://, gs://, https://, file://) is served through the local folder `cache` (serve/remote.py).
     `admin_token_file`: the bearer token of the repository extension and /metrics (without it they are off).
     `versions`: a repository.VersionPolicy (None: the newest version that passes the gates). `canary`: a
-    canary.CanaryPolicy for each new version of the repository (None: a version that passes its gates serves at once)."""
+    canary.CanaryPolicy for each new version of the repository (None: a version that passes its gates serves at once).
+    `poll_s`: seconds between looks for new versions (None: 1 s for a folder, 10 s for a remote store)."""
     from ..runtime import Classifier
     from . import server
     from .auth import read_token
@@ -171,6 +172,8 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
         raise ConfigError(f"--versions {policy} chooses among the versions of a --repository; --model serves one")
     if repository is None and canary is not None:
         raise ConfigError("--canary tries the new versions of a --repository; --model serves one fixed model")
+    if repository is None and poll_s is not None:
+        raise ConfigError("--poll-seconds says how often a --repository is looked at; --model serves one fixed model")
     token = None if admin_token_file is None else read_token(admin_token_file)
     tls = None
     if tls_cert or tls_key:
@@ -201,10 +204,12 @@ def serve(model: str = "artifacts", precision: str = "auto", device: str = "CPU"
         if is_remote(repository):
             from .remote import RemoteRepository
 
-            models = RemoteRepository(repository, load, cache=cache, log=log, policy=policy, canary=canary)
+            models = RemoteRepository(repository, load, cache=cache, log=log, policy=policy, canary=canary,
+                                      **({} if poll_s is None else {"poll_s": poll_s}))
             watched = f"{repository}, cached in {models.base}"
         else:
-            models = Repository(repository, load, log=log, policy=policy, canary=canary)
+            models = Repository(repository, load, log=log, policy=policy, canary=canary,
+                                **({} if poll_s is None else {"poll_s": poll_s}))
             watched = models.base
         version, clf = models.get()
         served = "" if policy == LATEST else f"; --versions {policy}: {', '.join(models.served_versions())}"

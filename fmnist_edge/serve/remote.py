@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..store import Mirror
-from .repository import POLL_S, Repository
+from .repository import Repository
 
 BACKOFF_CAP_S = 60.0
+REMOTE_POLL_S = 10.0  # a store is asked for news every ~10 s (one small read): 6 requests a minute per kiosk
 
 
 class RemoteRepository(Repository):
@@ -26,7 +27,7 @@ class RemoteRepository(Repository):
     `policies`: Repository's `policy` and `canary`."""
 
     def __init__(self, uri: str, load: Callable[[Path], object], cache=None, log: Callable[[str], None] = print,
-                 poll_s: float = POLL_S, on_swap: Callable[[str, object], None] | None = None,
+                 poll_s: float = REMOTE_POLL_S, on_swap: Callable[[str, object], None] | None = None,
                  backoff_cap_s: float = BACKOFF_CAP_S, **policies):
         self.uri, self._cap = uri, max(backoff_cap_s, poll_s)
         self.mirror = Mirror(uri, cache)
@@ -50,10 +51,10 @@ class RemoteRepository(Repository):
         super().poll()
 
     def delay(self) -> float:
-        """Seconds to the next poll: poll_s while the store answers, then doubling per failure up to the cap,
-        with full jitter in its upper half."""
+        """Seconds to the next poll: poll_s (+-10%, so kiosks started together drift apart) while the store
+        answers, then doubling per failure up to the cap, with full jitter in its upper half."""
         if not self.failures:
-            return self._poll_s
+            return random.uniform(0.9, 1.1) * self._poll_s
         ceiling = min(self._cap, self._poll_s * 2 ** self.failures)
         return random.uniform(ceiling / 2, ceiling)
 
