@@ -4,8 +4,9 @@ The store is s3://, gs://, file:// or a read-only https:// server (store.py says
 poll first asks the store for a newer version (downloaded whole into the cache, see store.py), then the
 Repository verifies, gates and swaps it in as it does any local version. A poll that cannot reach the store is
 logged in one line and the kiosk goes on serving; the next polls back off exponentially with jitter up to
-BACKOFF_CAP_S, so a fleet does not stampede a store that comes back. A kiosk started while the store is down
-serves the newest version in its cache that verifies.
+BACKOFF_CAP_S, so a fleet does not stampede a store that comes back. A kiosk whose cache holds a version starts
+serving it without waiting for the store (a store that is down can take seconds to say so); its first poll, at
+once, brings anything newer. An empty cache waits for the store.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class RemoteRepository(Repository):
         self.uri, self._cap = uri, max(backoff_cap_s, poll_s)
         self.mirror = Mirror(uri, cache)
         self.failures = 0  # polls in a row that could not reach the store
-        self._sync(log)
+        self._poll_now = bool(self.mirror.cached())  # serve the cache first, then ask the store at once
+        if not self._poll_now:
+            self._sync(log)
         super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap, **policies)
 
     def _sync(self, log) -> None:
@@ -59,7 +62,9 @@ class RemoteRepository(Repository):
         return random.uniform(ceiling / 2, ceiling)
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.delay()):
+        first, self._poll_now = (0.0 if self._poll_now else None), False
+        while not self._stop.wait(self.delay() if first is None else first):
+            first = None
             try:
                 self.poll()
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any surprise; say it and go on
