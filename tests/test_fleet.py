@@ -3,7 +3,9 @@ while versions are published; a canary that fails is rolled back by itself."""
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 
 import pytest
 from live import S3Server, wait_for
@@ -21,6 +23,7 @@ from fmnist_edge.runtime import to_model_input  # noqa: E402
 from fmnist_edge.store import _filesystem  # noqa: E402
 
 URI = "s3://fleet/models"
+TOKEN = "fleet-admin-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -38,12 +41,15 @@ def image():
     return to_model_input(load().x_test[:1])
 
 
-def _health(port: int) -> dict:
-    import json
-    import urllib.request
+def _get(port: int, path: str, token: str | None = None, body: bytes | None = None) -> bytes:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return r.read()
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
-        return json.loads(r.read())
+
+def _health(port: int) -> dict:
+    return json.loads(_get(port, "/health"))
 
 
 def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_request(converted, store, image, tmp_path):
@@ -70,8 +76,11 @@ def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_reque
 def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted, store, image, tmp_path):
     publish(converted, URI)
     env = {**os.environ, FAIL_ENV: "2"}  # version 2 passes its gates, then fails every request it serves
+    token = tmp_path / "admin.token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
     (proc, port), = start_kiosks(URI, [tmp_path / "kiosk"], env, "--poll-seconds", "0.5", "--canary", "25",
-                                 "--canary-requests", "40")
+                                 "--canary-requests", "40", "--admin-token-file", str(token))
     try:
         wait_serving([port], "1", 60)
         load = Load([port], image, concurrency=2).start()
@@ -79,6 +88,12 @@ def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted
         wait_for(lambda: "2" in _health(port)["model"].get("refused", {}), "the canary to be rolled back", 60)
         assert "canary failed" in _health(port)["model"]["refused"]["2"]
         assert _health(port)["model"]["version"] == "1"
+        # recorded where an operator looks: the repository index, the metrics (and the log)
+        index = {row["version"]: row for row in json.loads(_get(port, "/v2/repository/index", TOKEN, b"{}"))}
+        assert index["2"]["state"] == "UNAVAILABLE" and "canary failed" in index["2"]["reason"]
+        metrics = _get(port, "/metrics", TOKEN).decode()
+        assert any(line.startswith("fmnist_edge_model_refused{") and 'version="2"' in line and "canary failed" in line
+                   for line in metrics.splitlines())
         publish(converted, URI)  # version 3 is healthy: promoted after its 40 requests
         wait_for(lambda: _health(port)["model"]["version"] == "3", "the healthy canary to be promoted", 60)
         result = load.stop()

@@ -71,6 +71,7 @@ def create_app(classifier, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, top_k:
     version, current = models.get()
     metrics = Metrics(current, version)
     models.add_swap_listener(metrics.set_model)
+    metrics.watch(models)
     core = Inference(models, metrics=metrics, max_queue=max_queue, max_batch_delay_us=max_batch_delay_us,
                      preferred_batch_sizes=preferred_batch_sizes)
     s = Service(core, metrics, max_upload_bytes=max_upload_bytes, top_k=top_k, model_info=model_info or {},

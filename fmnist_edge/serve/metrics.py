@@ -8,6 +8,8 @@
     fmnist_edge_requests_in_flight                              requests being handled now
     fmnist_edge_model_info{model, version, precision, device, inference_precision}   1 for the model served
     fmnist_edge_uptime_seconds                                  since the app was created
+    fmnist_edge_model_refused{version, reason}                  1 per version a gate or a canary refused
+    fmnist_edge_canary_requests{version, outcome}               a running canary's requests (ok, failed)
 
 `endpoint` is the route's template (e.g. /v2/models/{name}/infer), never the raw path, so that clients
 cannot grow the label set; paths that match no route count as "other".
@@ -51,6 +53,26 @@ class Metrics:
         self.info.clear()
         self.info.labels(model="fmnist", version=version, precision=classifier.precision, device=classifier.device,
                          inference_precision=str(classifier.inference_precision)).set(1)
+
+    def watch(self, models) -> None:
+        """Report `models`' refused versions and running canary (a ServedModel) at each scrape."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        class Versions:
+            def collect(self):
+                refused = GaugeMetricFamily("fmnist_edge_model_refused", "Versions refused by a gate or a canary "
+                                            "(value 1; tried again only when they change)", labels=["version", "reason"])
+                for version, reason in models.refused().items():
+                    refused.add_metric([version, reason], 1)
+                canary = GaugeMetricFamily("fmnist_edge_canary_requests", "Requests the running canary answered",
+                                           labels=["version", "outcome"])
+                trial = models.canary()
+                if trial is not None:
+                    canary.add_metric([trial["version"], "ok"], trial["requests"] - trial["errors"])
+                    canary.add_metric([trial["version"], "failed"], trial["errors"])
+                return [refused, canary]
+
+        self.registry.register(Versions())
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()
