@@ -25,6 +25,8 @@ POINTS = (
     "train-epoch-saved",  # training: the state after an epoch written beside the artifact folder (train/resume.py)
     "publish-staged",  # a repository version copied under its hidden name, not yet renamed to its number
     "repository-loading",  # a server part-way through loading a newly published version
+    "store-staged",  # a remote publish: the files uploaded under the hidden staging prefix, no number claimed yet
+    "store-copied",  # ... the number claimed and the files copied into <N>/, READY not yet written
 )
 
 

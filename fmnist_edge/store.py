@@ -40,6 +40,7 @@ import time
 import uuid
 from pathlib import Path
 
+from . import faults
 from .atomic import _owner_dead, owner_tag, sweep
 from .contract import INSTALL_FLEET, MODEL_NAME
 from .errors import ArtifactError, FmnistEdgeError, StoreError, first_line, require
@@ -227,11 +228,13 @@ def upload(version_dir: Path, uri: str) -> str:
         fs.makedirs(stage, exist_ok=True)  # a folder for file://; nothing on object stores
         for name in files:
             fs.put_file(str(Path(version_dir) / name), f"{stage}/{name}")
+        faults.point("store-staged")
         number = _claim(fs, base, token)
         target = f"{base}/{number}"
         fs.makedirs(target, exist_ok=True)
         for name in files:
             fs.copy(f"{stage}/{name}", f"{target}/{name}")
+        faults.point("store-copied")
         if fs.cat_file(f"{base}/{CLAIMS}/{number}") != token:  # only on a store that ignores create-if-absent
             raise StoreError(f"{uri}: another publish took version {number} while this one copied its files; publish again")
         fs.pipe_file(f"{target}/{READY}", ("\n".join(files) + "\n").encode())  # last: now kiosks see it

@@ -115,3 +115,32 @@ def test_a_file_uri_store_works_the_same_way(converted, tmp_path):
         assert repo.current == "1" and (tmp_path / "cache" / "fmnist" / "1" / "model.bin").is_file()
     finally:
         repo.close()
+
+
+@pytest.mark.parametrize("point", ["store-staged", "store-copied"])
+def test_a_publish_killed_mid_upload_is_never_loaded_and_the_next_one_succeeds(converted, s3, tmp_path, point):
+    import sys
+
+    from fmnist_edge.faults import ENV
+
+    uri, base = "s3://shop/models", "shop/models/fmnist"
+    _publish(converted, uri)
+    killed = subprocess.run([sys.executable, "-m", "fmnist_edge.cli", "publish", str(converted), uri],
+                            env={**os.environ, ENV: point}, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stdout + killed.stderr  # SIGKILL at the point: no cleanup ran
+    fs, _ = _filesystem(uri)
+    left = [n.rsplit("/", 1)[-1] for n in fs.ls(base)]
+    assert any(n.startswith(STAGE) for n in left)  # what the killed publish left behind
+    repo = RemoteRepository(uri, lambda p: Classifier.load(p, precision="fp32"), cache=tmp_path / "cache",
+                            log=lambda _: None, poll_s=0.1)
+    try:
+        repo.poll()
+        assert repo.current == "1" and not repo.refused()  # the partial version is invisible, not even refused
+        published = _publish(converted, uri)
+        expected = "3" if point == "store-copied" else "2"  # a claimed number is never reused
+        assert f"s3://shop/models/fmnist/{expected}" in published
+        assert not [n for n in fs.ls(base) if STAGE in n]  # the dead publisher's staging prefix is gone
+        repo.poll()
+        assert repo.current == expected and not repo.refused()
+    finally:
+        repo.close()
