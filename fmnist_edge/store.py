@@ -294,15 +294,20 @@ class Mirror:
                 raise
             return ready_versions(fs, remote)
 
-    def sync(self) -> int | None:
-        """Download the newest remote version with READY if it is newer than every cached one; returns its
-        number, or None when there was nothing new. StoreError when the store cannot be read."""
+    def sync(self, older_than: int | None = None) -> int | None:
+        """Download the newest remote version with READY if it is newer than every cached one (with `older_than`:
+        the newest below that number that is not cached); returns its number, or None when there was nothing to
+        download. StoreError when the store cannot be read."""
         try:
             if self._fs is None:
                 self._fs, self._root = _filesystem(self.uri)
             fs, remote = self._fs, f"{self._root}/{MODEL_NAME}"
             ready = self._versions(fs, remote)
-            if not ready or ready[-1] <= max(self.cached(), default=0):
+            if older_than is not None:
+                ready = [n for n in ready if n < older_than and n not in self.cached()]
+            elif ready and ready[-1] <= max(self.cached(), default=0):
+                ready = []
+            if not ready:
                 return None
             number = ready[-1]
             files = [n for n in fs.cat_file(f"{remote}/{number}/{READY}").decode().split() if n and "/" not in n]

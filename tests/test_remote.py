@@ -144,3 +144,23 @@ def test_a_publish_killed_mid_upload_is_never_loaded_and_the_next_one_succeeds(c
         assert repo.current == expected and not repo.refused()
     finally:
         repo.close()
+
+
+def test_a_first_start_whose_newest_version_is_refused_fetches_the_one_before(converted, s3, tmp_path):
+    uri, base = "s3://shop/models", "shop/models/fmnist"
+    _publish(converted, uri)
+    _publish(converted, uri)
+    fs, _ = _filesystem(uri)
+    weights = bytearray(fs.cat_file(f"{base}/2/model.bin"))
+    weights[-64:] = bytes(64)  # version 2's weights changed after publishing: its hashes no longer hold
+    fs.pipe_file(f"{base}/2/model.bin", bytes(weights))
+    lines = []
+    repo = RemoteRepository(uri, lambda p: Classifier.load(p, precision="fp32"), cache=tmp_path / "cache",
+                            log=lines.append, poll_s=0.1)
+    try:
+        assert repo.current == "1" and "2" in repo.refused()
+        assert any("trying version 1" in line for line in lines)
+        repo.poll()  # the refused version is not downloaded or tried again
+        assert repo.current == "1" and sorted(p.name for p in repo.base.iterdir() if p.name.isdigit()) == ["1", "2"]
+    finally:
+        repo.close()

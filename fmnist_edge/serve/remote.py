@@ -6,7 +6,8 @@ Repository verifies, gates and swaps it in as it does any local version. A poll 
 logged in one line and the kiosk goes on serving; the next polls back off exponentially with jitter up to
 BACKOFF_CAP_S, so a fleet does not stampede a store that comes back. A kiosk whose cache holds a version starts
 serving it without waiting for the store (a store that is down can take seconds to say so); its first poll, at
-once, brings anything newer. An empty cache waits for the store.
+once, brings anything newer. An empty cache waits for the store; when every version it has is refused by the
+gates, the kiosk fetches the one before them (up to OLDER_TRIES times) rather than not starting.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import ModelFileError, StoreError
 from ..store import Mirror
 from .repository import Repository
 
 BACKOFF_CAP_S = 60.0
+OLDER_TRIES = 3  # a kiosk whose cached versions are all refused at start tries this many older ones from the store
 REMOTE_POLL_S = 10.0  # a store is asked for news every ~10 s (one small read): 6 requests a minute per kiosk
 
 
@@ -36,7 +38,23 @@ class RemoteRepository(Repository):
         self._poll_now = bool(self.mirror.cached())  # serve the cache first, then ask the store at once
         if not self._poll_now:
             self._sync(log)
+        for _ in range(OLDER_TRIES):
+            try:
+                super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap, **policies)
+                return
+            except ModelFileError:  # every cached version refused: a first start on a store whose newest fails
+                older = self._older(log)
+                if older is None:
+                    raise
+                log(f"repository: trying version {older}, the one before those refused")
         super().__init__(self.mirror.cache, load, log=log, poll_s=poll_s, on_swap=on_swap, **policies)
+
+    def _older(self, log) -> int | None:
+        try:
+            return self.mirror.sync(older_than=min(self.mirror.cached(), default=None))
+        except StoreError as exc:
+            log(f"repository: {exc}")
+            return None
 
     def _sync(self, log) -> None:
         try:
