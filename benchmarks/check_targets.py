@@ -14,7 +14,7 @@ def main(path: str) -> int:
         if name in measured:
             r = measured[name]
             mark = "    " if r["met"] is None else "ok  " if r["met"] else "MISS"
-            print(f"{mark} {name:<44} {r['value']:>10.3f}  (target {r['target'] or 'none'})")
+            print(f"{mark} {name:<50} {r['value']:>10.3f}  (target {r['target'] or 'none'})")
     return 1 if missed(measured) else 0
 
 

@@ -8,7 +8,7 @@ set -euo pipefail
 ART=${1:-artifacts}
 BIN=${BIN:-.venv/bin}
 [ -f "$ART/saved_model/saved_model.pb" ] || "$BIN/fmnist-edge" train --out "$ART"
-[ -f "$ART/manifest.json" ] || "$BIN/fmnist-edge" convert "$ART" --precision fp32,fp16,int8 --check all
+[ -f "$ART/manifest.json" ] || "$BIN/fmnist-edge" convert "$ART" --format openvino,onnx,tflite --precision fp32,fp16,int8 --check all
 "$BIN/fmnist-edge" bench "$ART" --iters 1000 --warmup 100 --batch-sizes 1,64 --soak 20000 --out "$ART/bench"
 cp "$ART/bench/bench.json" "$ART/bench/bench.csv" "$ART/bench/bench.png" benchmarks/results/
 cp "$ART/metadata.json" benchmarks/results/model_metadata.json

@@ -3,7 +3,8 @@
 What `train` writes, `convert` adds and `bench` measures lives in one folder:
 
     metadata.json  history.json  history.csv  model.keras  model.h5  saved_model/  report/  checkpoints/
-    manifest.json  openvino/<ir>/model.xml|bin  onnx/model.onnx  tflite/model.tflite  serving/fmnist/1/
+    manifest.json  openvino/<ir>/model.xml|bin  onnx/model[_int8].onnx  tflite/model[_fp16|_int8].tflite
+    serving/fmnist/1/
     bench/bench.json|csv|png
 
 Every name is a constant here and every other module builds its paths with `Layout`; nobody else opens
@@ -44,8 +45,11 @@ IR_XML = "model.xml"
 IR_BIN = "model.bin"
 ONNX = "onnx"
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model_int8.onnx"  # onnxruntime's own static int8
 TFLITE = "tflite"
 TFLITE_FILE = "model.tflite"
+TFLITE_FP16_FILE = "model_fp16.tflite"  # LiteRT's fp16 weights
+TFLITE_INT8_FILE = "model_int8.tflite"  # LiteRT's full-integer int8
 SERVING = "serving"  # a model repository: serving/<MODEL_NAME>/<version>/model.xml|bin + manifest.json
 SERVING_CONFIG = "config.json"  # OpenVINO Model Server's, at the repository's root
 CONVERT_WRITES = (MANIFEST, OPENVINO, ONNX, TFLITE, SERVING)  # what `convert` owns in a folder and replaces
@@ -90,6 +94,37 @@ PRECISION_TABLE: dict[str, Precision] = {p.name: p for p in (
 assert tuple(PRECISION_TABLE) == contract.PRECISIONS, "PRECISION_TABLE and contract.PRECISIONS must name the same precisions"
 
 
+# The peers' models, each precision made the way its runtime's documentation makes it, from the calibration images
+# our int8 uses: one row per (format, precision), its file and how its weights were made.
+ORT_QDQ_INT8 = "onnxruntime static QDQ int8, per channel"
+LITERT_FULL_INT8 = "LiteRT full-integer int8"
+
+
+@dataclass(frozen=True)
+class PeerModel:
+    """One peer format at one precision: the file `convert` writes for it."""
+
+    format: str  # "onnx" (run by onnxruntime) or "tflite" (run by LiteRT)
+    precision: str
+    folder: str
+    file: str
+    compression: str
+
+
+PEER_TABLE: dict[tuple[str, str], PeerModel] = {(m.format, m.precision): m for m in (
+    PeerModel("onnx", "fp32", ONNX, ONNX_FILE, NO_COMPRESSION),
+    PeerModel("onnx", "int8", ONNX, ONNX_INT8_FILE, ORT_QDQ_INT8),
+    PeerModel("tflite", "fp32", TFLITE, TFLITE_FILE, NO_COMPRESSION),
+    PeerModel("tflite", "fp16", TFLITE, TFLITE_FP16_FILE, FP16_WEIGHTS),
+    PeerModel("tflite", "int8", TFLITE, TFLITE_INT8_FILE, LITERT_FULL_INT8),
+)}
+
+
+def peer_precisions(fmt: str) -> tuple[str, ...]:
+    """The precisions `fmt`'s runtime is offered at, in the order of contract.PRECISIONS."""
+    return tuple(p for p in contract.PRECISIONS if (fmt, p) in PEER_TABLE)
+
+
 def precision_of(name: str) -> Precision:
     """The row of `name`; an unknown name raises ConfigError naming the known ones."""
     if name not in PRECISION_TABLE:
@@ -127,6 +162,13 @@ class Layout:
     bench_json = property(lambda self: self.root / BENCH / BENCH_JSON)
     bench_csv = property(lambda self: self.root / BENCH / BENCH_CSV)
     bench_png = property(lambda self: self.root / BENCH / BENCH_PNG)
+
+    def peer_file(self, fmt: str, precision: str) -> Path:
+        """The peer model file of `fmt` ("onnx" | "tflite") at `precision`."""
+        if (fmt, precision) not in PEER_TABLE:
+            raise ConfigError(f"no {fmt} model at {precision}; {fmt} is made at {', '.join(peer_precisions(fmt)) or 'none'}")
+        m = PEER_TABLE[(fmt, precision)]
+        return self.root / m.folder / m.file
 
     def ir_dir(self, precision: str) -> Path:
         """openvino/<ir>/: the folder of the IR `precision` loads."""
@@ -280,6 +322,10 @@ class Manifest:
     def openvino(self) -> dict[str, Artifact]:
         """The OpenVINO entries by precision."""
         return {a.precision: a for a in self.artifacts if a.format == "openvino"}
+
+    def peers(self) -> dict[tuple[str, str], Artifact]:
+        """The peers' entries (ONNX, LiteRT) by (format, precision)."""
+        return {(a.format, a.precision): a for a in self.artifacts if (a.format, a.precision) in PEER_TABLE}
 
     @property
     def class_names(self) -> list[str] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import contract
-from ..artifact import Layout
+from ..artifact import Layout, peer_precisions
 from ..errors import ConfigError, MissingDependencyError, ModelFileError, require
 from ..quiet import tensorflow
 from .loop import timed_loop
@@ -164,9 +164,12 @@ class OpenVINOBackend(Backend):
 
 
 class OnnxRuntimeBackend(Backend):
+    """onnxruntime's CPU provider on the fp32 ONNX model, or on its own static QDQ int8 one (both made by `convert`)."""
+
     def load(self):
         ort = require("onnxruntime")
-        self.model_path = _need(Layout(self.folder).onnx_file, "run `fmnist-edge convert` first")
+        self.model_path = _need(Layout(self.folder).peer_file("onnx", self.precision),
+                                f"run `fmnist-edge convert` with --precision {self.precision} first")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -178,24 +181,35 @@ class OnnxRuntimeBackend(Backend):
 
 
 class TFLiteBackend(Backend):
-    """LiteRT (ai-edge-litert, TensorFlow Lite's successor, without TensorFlow) on a float32 .tflite conversion of
-    the SavedModel; the conversion needs TensorFlow, runs once and is cached in the folder's tflite/."""
+    """LiteRT (ai-edge-litert, TensorFlow Lite's successor, without TensorFlow) on the .tflite model of its precision
+    (fp32, fp16 weights, full-integer int8). `convert --format tflite` makes and checks them; a folder without one
+    gets it here, once, made the same way from the same calibration images (this needs TensorFlow)."""
 
     def load(self):
-        tf = tensorflow()
-        saved = _need(Layout(self.folder).saved_model, "run `fmnist-edge train` first")
-        path = Layout(self.folder).tflite_file
+        path = Layout(self.folder).peer_file("tflite", self.precision)
         if not path.exists():
-            from ..atomic import write_bytes
-
-            conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-            write_bytes(path, conv.convert())
+            self._convert(path)
         self.model_path = path
         Interpreter = require("ai_edge_litert.interpreter").Interpreter
         self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
         self._inp = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._batch = None
+
+    def _convert(self, path: Path) -> None:
+        from ..convert.tflite_export import export_tflite
+
+        saved = _need(Layout(self.folder).saved_model, "run `fmnist-edge train` first")
+        calib = None
+        if self.precision == "int8":
+            from .. import data
+            from ..artifact import read_metadata
+            from ..convert.pipeline import ConvertConfig
+            from ..convert.quantize import calibration_set
+
+            calib = calibration_set(data.load(), read_metadata(self.folder, strict=False).config, ConvertConfig().calib_size)
+        export_tflite(saved, path, self.precision, calib)
+        self.notes.append("converted by bench, not checked by convert")
 
     def infer(self, x):
         if self._batch != len(x):
@@ -250,12 +264,13 @@ class BenchmarkAppBackend(Backend):
         return {"latency_us": latency if mode == "sync" else None, "first_us": None, "throughput_ips": float(tput.group(1))}
 
 
+PEER_FORMAT = {"onnxruntime": "onnx", "tflite": "tflite"}  # the peers' runtimes and the format each runs
 BACKENDS = {
     "tensorflow": (TensorFlowBackend, ("fp32",)),
     "keras": (KerasBackend, ("fp32",)),
     "openvino": (OpenVINOBackend, contract.PRECISIONS),
-    "onnxruntime": (OnnxRuntimeBackend, ("fp32",)),
-    "tflite": (TFLiteBackend, ("fp32",)),
+    "onnxruntime": (OnnxRuntimeBackend, peer_precisions("onnx")),
+    "tflite": (TFLiteBackend, peer_precisions("tflite")),
     "benchmark_app": (BenchmarkAppBackend, ("fp32",)),
 }
 DEFAULT_BACKENDS = tuple(BACKENDS)
@@ -269,7 +284,7 @@ def make_backends(names, folder: Path, threads: int, precisions=None) -> list[Ba
             raise ConfigError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
         cls, precs = BACKENDS[name]
         for p in precs:
-            if precisions and name == "openvino" and p not in precisions:
+            if precisions and (name == "openvino" or name in PEER_FORMAT) and p not in precisions:
                 continue
             out.append(cls(name, p, Path(folder), threads))
     return out

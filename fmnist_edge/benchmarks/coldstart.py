@@ -73,7 +73,7 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
     img_path = layout.bench / COLD_IMAGE
     img_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(img_path, np.asarray(image, dtype=np.uint8).reshape(IMAGE_SHAPE))
-    model = _model(backend, layout)
+    model = _model(backend, layout, precision)
     code = _WRAPPER.format(folder=str(layout.root), model=model, precision=precision, threads=threads,
                            shape=(1, *INPUT_SHAPE[1:]), image=str(img_path), snippet=SNIPPETS[backend])
     t0 = time.perf_counter()
@@ -99,8 +99,11 @@ def cold_start(backend: str, folder: Path, precision: str, threads: int, image: 
     return result
 
 
-def _model(backend: str, layout: Layout) -> str | None:
+def _model(backend: str, layout: Layout, precision: str = "fp32") -> str | None:
     """The file (or SavedModel folder) `backend`'s snippet loads as MODEL; None for OpenVINO, which loads FOLDER."""
-    path = {"tensorflow": layout.saved_model, "keras": layout.keras, "onnxruntime": layout.onnx_file,
-            "tflite": layout.tflite_file}.get(backend)
+    from .backends import PEER_FORMAT
+
+    if backend in PEER_FORMAT:
+        return str(layout.peer_file(PEER_FORMAT[backend], precision))
+    path = {"tensorflow": layout.saved_model, "keras": layout.keras}.get(backend)
     return str(path) if path else None

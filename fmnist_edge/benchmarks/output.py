@@ -42,12 +42,14 @@ def table(result: dict) -> str:
             f"{_fmt(r['throughput_ips'], '.0f'):>10}{_fmt(r['cold_start_s'], '.2f'):>8}{_fmt(r['peak_rss_mb'], '.0f'):>8}"
             f"{_fmt(sp, '.1f') + 'x' if sp else '-':>8}"
         )
+    lines += like_for_like_table(result)
     if result.get("ratios"):
         auto = (result.get("auto") or {}).get("precision")
-        lines += ["", f"ratios (target, met?); openvino = precision auto{f' ({auto})' if auto else ''}, openvino_fp32 beside it:"]
+        lines += ["", f"ratios (target, met?); openvino_<precision>: like for like; openvino alone: precision auto"
+                      f"{f' ({auto})' if auto else ''}, what a user runs, against the best peer at any precision:"]
         for name, r in result["ratios"].items():
             verdict = f"target {r['target']:<8} {'yes' if r['met'] else 'NO'}" if r["target"] else "(no target)"
-            lines.append(f"  {name:<44}{r['value']:>10.3f}   {verdict}")
+            lines.append(f"  {name:<50}{r['value']:>10.3f}   {verdict}")
     for e in result.get("errors", []):
         lines.append(f"  {e['backend']}/{e['precision']}: not measured: {e['error']}")
     m = result.get("machine", {})
@@ -58,6 +60,31 @@ def table(result: dict) -> str:
             lines.append(f"the VM's host took {m['cpu_steal_s']:.0f} CPU-s during the run (steal): "
                          "compare figures as ratios within one run")
     return "\n".join(lines)
+
+
+def like_for_like_table(result: dict) -> list[str]:
+    """Each precision of ours against the best peer at the same precision, at batch 1 and batch 64."""
+    from .bench import THROUGHPUT_BATCH, like_for_like
+
+    entries = like_for_like(result["results"])
+    if not entries:
+        return []
+
+    def side(x, unit):
+        if not x:
+            return f"{'-':<34}"
+        acc = f", {x['accuracy'] * 100:.2f}%" if x["accuracy"] is not None else ""
+        value = f"{x['value'] / 1000:.3f} ms" if unit == "ms" else f"{x['value']:.0f} img/s"
+        return f"{x['backend'] + ' ' + value + acc:<34}"
+
+    lines = ["", f"like for like (batch-1 p50 through Classifier.predict, batch-{THROUGHPUT_BATCH} throughput; accuracy):",
+             f"  {'prec':<6}{'batch':>5}  {'openvino':<34}{'best peer at this precision':<34}ours/peer"]
+    for p, entry in entries.items():
+        for key, batch, unit in (("latency", 1, "ms"), ("throughput", THROUGHPUT_BATCH, "ips")):
+            ours, peer = entry[key]
+            ratio = f"{ours['value'] / peer['value']:.2f}x" if ours and peer else "-"
+            lines.append(f"  {p:<6}{batch:>5}  {side(ours, unit)}{side(peer, unit)}{ratio}")
+    return lines
 
 
 def text(result: dict) -> str:

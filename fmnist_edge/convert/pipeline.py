@@ -21,6 +21,7 @@ from ..artifact import (
     failures,
     file_entry,
     manifest_entry,
+    peer_precisions,
     write_manifest,
     write_version_manifest,
 )
@@ -57,7 +58,8 @@ class ConvertConfig:
     """What one conversion writes and how strictly it checks it; checked once, when it is made."""
 
     formats: tuple[str, ...] = DEFAULT_FORMATS
-    precisions: tuple[str, ...] = DEFAULT_PRECISIONS  # OpenVINO's; bf16 is the fp32 IR computed in bf16
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS  # OpenVINO's; bf16 is the fp32 IR computed in bf16. int8 and fp16
+    # also ask for the peers' own (onnx int8, tflite fp16 and int8) where their format is asked for
     opset: int = DEFAULT_OPSET  # ONNX
     calib_size: int = bounded(300, 1, 50_000, unit="images")  # INT8 calibration images from the training split
     check: int = bounded(1000, 1, unit="test images", note="or 'all'")  # test images each artifact is checked on
@@ -92,8 +94,9 @@ class ConvertConfig:
 
 def convert(model, out=None, formats=DEFAULT_FORMATS, precisions=DEFAULT_PRECISIONS, opset=None, calib_size=None,
             check=None, max_drop=None, data_dir=None, log=print) -> dict:
-    """Convert `model` (artifact folder, SavedModel folder, .keras/.h5 file) to OpenVINO IR and ONNX under `out`,
-    check each artifact against TensorFlow, write manifest.json and return it. An option left None: ConvertConfig's.
+    """Convert `model` (artifact folder, SavedModel folder, .keras/.h5 file) to OpenVINO IR, ONNX and LiteRT under
+    `out` (the peers' own int8 and fp16 too, where those precisions are asked for), check each artifact against
+    TensorFlow, write manifest.json and return it. An option left None: ConvertConfig's.
 
     Raises ConversionError (with the manifest as `.manifest`, after writing) when an artifact failed its check."""
     cfg = ConvertConfig.from_options(formats, precisions, opset, calib_size, check, max_drop, data_dir)
@@ -186,20 +189,52 @@ class _Conversion:
             raise
         except Exception as exc:  # noqa: BLE001
             self.failed("onnx", "fp32", exc)
-        else:
-            self.record("onnx", "fp32", [path], lambda: (checks.onnx_probs(path, self.x_check), None))
+            return
+        self.record("onnx", "fp32", [path], lambda: (checks.onnx_probs(path, self.x_check), None))
+        if "int8" in self.cfg.precisions:
+            self.peer("onnx", "int8", lambda out: self._onnx_int8(path, out), checks.onnx_probs)
+
+    def _onnx_int8(self, fp32: Path, out: Path) -> Path:
+        from .onnx_quantize import quantize_onnx
+
+        calib = self.calibration()
+        quantize_onnx(fp32, out, calib)
+        self.log(f"onnx int8: onnxruntime static QDQ quantization, per channel, calibrated on {len(calib)} "
+                 "training-split images (NNCF's)")
+        return out
 
     def tflite(self) -> None:
+        for p in peer_precisions("tflite"):
+            if p == "fp32" or p in self.cfg.precisions:
+                self.peer("tflite", p, lambda out, p=p: self._tflite(out, p), checks.tflite_probs)
+
+    def _tflite(self, out: Path, precision: str) -> Path:
         from .tflite_export import export_tflite
 
+        calib = self.calibration() if precision == "int8" else None
+        export_tflite(self.source.saved_model, out, precision, calib)
+        if calib is not None:
+            self.log(f"tflite int8: full-integer quantization calibrated on {len(calib)} training-split images (NNCF's)")
+        return out
+
+    def peer(self, fmt: str, precision: str, write, probs) -> None:
+        """Write one peer model with `write(path)`, then check it in its own runtime (`probs(path, images)`)."""
         try:
-            path = export_tflite(self.source.saved_model, Layout(self.stage).tflite_file)
+            path = write(Layout(self.stage).peer_file(fmt, precision))
         except ArtifactError:
             raise
-        except Exception as exc:  # noqa: BLE001
-            self.failed("tflite", "fp32", exc)
+        except Exception as exc:  # noqa: BLE001 - a converter or quantizer that fails is a failed artifact
+            self.failed(fmt, precision, exc)
         else:
-            self.record("tflite", "fp32", [path], lambda: (checks.tflite_probs(path, self.x_check), None))
+            self.record(fmt, precision, [path], lambda: (probs(path, self.x_check), None))
+
+    def calibration(self) -> np.ndarray:
+        """The int8 calibration images, chosen once per conversion and shared by NNCF, onnxruntime and LiteRT."""
+        if getattr(self, "_calib", None) is None:
+            from .quantize import calibration_set
+
+            self._calib = calibration_set(self.ds, self.source.metadata.config, self.cfg.calib_size)
+        return self._calib
 
     def openvino(self) -> None:
         from .openvino_ir import convert_ir
@@ -243,11 +278,9 @@ class _Conversion:
         compression = PRECISION_TABLE[ir].compression
         if compression != INT8_NNCF:
             return save_ir(model, folder, compress_to_fp16=compression == FP16_WEIGHTS)
-        from .quantize import calibration_images, quantize_ir
+        from .quantize import quantize_ir
 
-        recipe = self.source.metadata.config
-        calib = to_model_input(calibration_images(self.ds, self.cfg.calib_size, recipe.get("val_fraction", 0.1),
-                                                  recipe.get("seed", 0)))
+        calib = self.calibration()
         files = save_ir(quantize_ir(model, calib), folder, compress_to_fp16=False)
         self.log(f"int8: NNCF post-training quantization calibrated on {len(calib)} training-split images")
         return files

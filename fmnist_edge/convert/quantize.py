@@ -1,4 +1,7 @@
-"""INT8 post-training quantization of the IR with NNCF, calibrated on images from the training split."""
+"""INT8 post-training quantization of the IR with NNCF, calibrated on images from the training split.
+
+`calibration_set` chooses those images; the peers' int8 models (onnx_quantize, tflite_export) are calibrated on
+the same ones."""
 
 from __future__ import annotations
 
@@ -18,6 +21,14 @@ def calibration_images(ds: data.FashionMNIST, size: int, val_fraction: float = 0
         rank[where] = np.arange(len(where))
     take = np.lexsort((labels, rank))[:size]  # round robin over the classes: exactly `size`, balanced
     return ds.x_train[train_idx[take]]
+
+
+def calibration_set(ds: data.FashionMNIST, recipe: dict, size: int) -> np.ndarray:
+    """The (size, 28, 28, 1) float32 model inputs that every int8 model of one conversion is calibrated on: ours
+    (NNCF) and the peers' (onnxruntime, LiteRT). `recipe`: the training config, whose split they come from."""
+    from ..runtime.preprocess import to_model_input
+
+    return to_model_input(calibration_images(ds, size, recipe.get("val_fraction", 0.1), recipe.get("seed", 0)))
 
 
 def quantize_ir(model, calib: np.ndarray):
