@@ -41,7 +41,7 @@ demo: setup
 # The fast loop between full runs: the linter and every test that needs no trained model (under 90 s on 2 cores).
 check: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not model and not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not model and not slow and not browser and not ray"
 
 # The linter first; the browser tests must run here, never skip: FMNIST_EDGE_REQUIRE_BROWSER=1.
 test: setup browser nginx

@@ -313,9 +313,15 @@ def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos,
 
 
 def _image_files(ctx, param, value):
-    """A click callback: files and folders -> the image files (a folder stands for the images in it)."""
+    """A click callback: files and folders -> the image files (a folder stands for the images in it); with
+    `--ray`, the one folder or s3:// prefix as given (Ray Data lists it)."""
     from .runtime import expand_paths
 
+    if ctx.params.get("ray"):
+        if len(value) != 1:
+            raise click.BadParameter("--ray takes one SOURCE: a folder of images or an s3:// prefix")
+        return value
+    value = tuple(click.Path(exists=True).convert(v, param, ctx) for v in value)
     try:
         return expand_paths(value)
     except FmnistEdgeError as exc:
@@ -323,7 +329,7 @@ def _image_files(ctx, param, value):
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True), callback=_image_files)
+@click.argument("images", nargs=-1, required=True, type=click.Path(), callback=_image_files)
 @click.option("--model", "model_dir", type=click.Path(), default="artifacts", show_default=True,
               help="Artifact folder from `fmnist-edge convert`.")
 @click.option("--precision", type=click.Choice(("auto", *OV_PRECISIONS)), default="auto", show_default=True,
@@ -333,9 +339,26 @@ def _image_files(ctx, param, value):
 @click.option("--polarity", type=click.Choice(POLARITIES), default="auto", show_default=True,
               help="photo: dark garment on light background; dataset: bright garment on black.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (JSON Lines).")
-def predict(images, model_dir, precision, device, top_k, polarity, as_json):
+@click.option("--ray", "ray", default=None, metavar="ADDRESS", is_eager=True,
+              help="Classify the folder or s3:// prefix IMAGES on Ray Data into --out: `local` (Ray on this machine), "
+                   "`auto` (the cluster `ray start` runs here) or HOST:PORT of a head node.")
+@click.option("--out", type=click.Path(), default=None, help="With --ray: the Parquet dataset to write (a folder of part files).")
+@click.option("--actors", type=click.IntRange(min=1), default=None, help="With --ray: classifying actors at most [default: as CPUs allow].")
+def predict(images, model_dir, precision, device, top_k, polarity, as_json, ray, out, actors):
     """Classify IMAGES (PNG, JPEG, BMP, WebP files; a folder stands for the images in it), one line each."""
     from .runtime import Classifier
+
+    if ray or out or actors:
+        if not (ray and out):
+            raise click.UsageError("--ray and --out go together: --ray ADDRESS SOURCE --out predictions.parquet")
+        if as_json:
+            raise click.UsageError("--ray writes Parquet to --out; leave out --json")
+        from .cluster.predict import run as run_on_ray
+
+        done = run_on_ray(images[0], out, model_dir, address=ray, precision=precision, device=device, top_k=top_k,
+                          polarity=polarity, actors=actors, log=_echo_err)
+        click.echo(f"{done['images']} images, {done['errors']} with an error ({done['precision']}): {done['out']}")
+        return
 
     clf = Classifier.load(model_dir, precision=precision, device=device, polarity=polarity)
     failed = 0

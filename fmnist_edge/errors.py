@@ -135,3 +135,7 @@ def require(module: str, extra_hint: str = INSTALL_TRAIN):
         raise MissingDependencyError(
             f"{module} is not installed ({exc}); install the extra that has it: {extra_hint}"
         ) from None
+
+
+class ClusterError(FmnistEdgeError):
+    """A Ray cluster that cannot be reached or joined, or a study or archive run that failed on it."""
