@@ -525,11 +525,31 @@ def verify(folder, trust):
 @_from(CompareConfig, "rounds", help="Benchmark every network this many times, interleaved, and keep each figure's median.")
 @click.option("--sweep", is_flag=True, help="Instead: report 001's MLP study (learning rate, batch size, activation) in --out/sweep.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
-def compare(sweep, **opts):
+@click.option("--ray", "ray", default=None, metavar="ADDRESS",
+              help="Run each network as a Ray Tune trial: `local` (Ray on this machine), `auto` or HOST:PORT of a cluster.")
+@click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --ray: CPUs per trial (TensorFlow's and OpenVINO's threads).")
+@click.option("--storage", default=None, metavar="FOLDER",
+              help="With --ray: trial results and checkpoints (a folder every node reaches, or s3://...) [default: OUT/ray].")
+def compare(sweep, ray, cpus_per_trial, storage, **opts):
     """Train, convert and benchmark several architectures on this CPU, and print them side by side: accuracy
     (ours and their source report's), int8 accuracy, batch-1 latency, throughput, size, cold start, photo path."""
     from .studies import compare as C
 
+    ctx = click.get_current_context()
+    if not ray and any(ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE for k in ("cpus_per_trial", "storage")):
+        raise click.UsageError("--cpus-per-trial and --storage go with --ray")
+    if ray:
+        if sweep:
+            raise click.UsageError("--sweep runs on this machine; leave out --ray")
+        from .cluster.tune import run as run_on_ray
+
+        cfg = CompareConfig(**{k: v for k, v in opts.items() if k != "resume"})
+        result = run_on_ray(cfg, address=ray, cpus_per_trial=cpus_per_trial, storage=storage, resume=opts["resume"],
+                            log=click.echo)
+        click.echo(C.table(result))
+        click.echo(f"results: {', '.join(str(p) for p in C.save(result, Path(opts['out'])))}")
+        return
     if sweep:
         if opts["archs"]:
             raise click.UsageError("--sweep trains report 001's MLP only; leave out --arch")

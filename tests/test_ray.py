@@ -94,3 +94,42 @@ def test_predict_on_ray_refuses_a_bad_source_and_an_unreachable_cluster_in_one_l
     assert r.exit_code == 1 and "no Ray cluster answers at 127.0.0.1:1" in r.output and "Traceback" not in r.output
     r = _run("predict", "--ray", "local", tmp_path / "empty", "--model", converted)
     assert r.exit_code == 2 and "--ray and --out go together" in r.output
+
+
+@pytest.fixture(scope="module")
+def compared_on_ray(cluster, tmp_path_factory):
+    """`compare --ray` of two tiny networks on the cluster, 1 CPU per trial: its folder and output."""
+    out = tmp_path_factory.mktemp("ray-compare")
+    r = _run("compare", "--ray", cluster.address, "--cpus-per-trial", "1", "--arch", "tiny,seed001_mlp", "--epochs", "1",
+             "--limit", "600", "--bench-seconds", "0.1", "--out", out, "--storage", out / "storage")
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_compare_on_ray_runs_one_trial_on_each_node_and_writes_compares_table(compared_on_ray):
+    out, output = compared_on_ray
+    rows = {r["arch"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}
+    assert list(rows) == ["tiny", "mlp_tanh"]
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2 and {r["node"] for r in rows.values()} == nodes  # one trial on each node
+    for arch, r in rows.items():
+        assert r["epochs_run"] == 1 and 0.1 < r["accuracy"] < 1 and r["fp32_p50_ms"] > 0 and r["cpu"]
+        assert (out / arch / "manifest.json").is_file() and (out / arch / "bench" / "bench.json").is_file()
+    assert "tiny: train done on node" in output and "Pareto" in output
+    assert (out / "storage" / "compare").is_dir()
+
+
+def test_compare_on_ray_resumes_without_training_finished_trials_again(cluster, compared_on_ray):
+    out, _ = compared_on_ray
+    before = (out / "compare.json").read_text()
+    trained = {a: (out / a / "metadata.json").read_bytes() for a in ("tiny", "mlp_tanh")}
+    r = _run("compare", "--ray", cluster.address, "--arch", "tiny,seed001_mlp", "--resume", "--out", out,
+             "--storage", out / "storage")
+    assert r.exit_code == 0, r.output
+    assert "going on with" in r.output and "done on node" not in r.output  # no trial ran again
+    assert json.loads((out / "compare.json").read_text())["rows"] == json.loads(before)["rows"]
+    assert all((out / a / "metadata.json").read_bytes() == b for a, b in trained.items())
+    r = _run("compare", "--ray", cluster.address, "--arch", "tiny,seed001_mlp", "--out", out, "--storage", out / "storage")
+    assert r.exit_code == 1 and "holds a compare run already" in r.output and "Traceback" not in r.output
+    r = _run("compare", "--ray", cluster.address, "--arch", "tiny", "--resume", "--out", out, "--storage", out / "storage")
+    assert r.exit_code == 1 and "give the same --arch" in r.output

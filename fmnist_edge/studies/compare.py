@@ -48,6 +48,7 @@ class CompareConfig:
     bench_seconds: float = bounded(2.0, 0.1, 600, unit="seconds")
     rounds: int = bounded(1, 1, 100)  # benches of every network, interleaved; each measured column is the median over them
     data_dir: str | None = None
+    threads: int | None = bounded(None, 1, note="unset: every usable core")  # OpenVINO's in bench (a Ray trial: its CPUs)
 
     def __post_init__(self) -> None:
         if len(set(self.architectures)) != len(self.architectures):
@@ -85,36 +86,48 @@ def _done(folder: Path, stage: str) -> bool:
 def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
     """Train, convert and bench each architecture of `cfg` (skipping finished stages with `resume`) -> the table
     (`save` writes it)."""
+    out, archs = Path(cfg.out), cfg.architectures
+    rows = [run_one(arch, out / arch, cfg, log, f"[{i}/{len(archs)}] ") for i, arch in enumerate(archs, 1)]
+    return finish(cfg, archs, rows, log)
+
+
+def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], None] = print, tag: str = "",
+            on_stage: Callable[[str], None] | None = None) -> dict:
+    """One network's stages into `folder` (those already there kept as `cfg` says) -> its row; `on_stage(stage)`
+    after each stage that ran (a Ray trial checkpoints the folder there)."""
     from ..convert import convert
     from ..errors import ConversionError
     from ..train.config import make_config
     from ..train.resume import epochs_done
     from ..train.trainer import train
 
-    out, archs = Path(cfg.out), cfg.architectures
-    rows = []
-    for i, arch in enumerate(archs, 1):
-        folder = out / arch
-        for stage in STAGES:
-            if cfg.keeps(stage) and _done(folder, stage):
-                log(f"[{i}/{len(archs)}] {arch}: {stage} already done")
-                continue
-            done = epochs_done(folder) if cfg.keeps(stage) and stage == "train" else None
-            log(f"[{i}/{len(archs)}] {arch}: {stage}" + (f" (going on after epoch {done})" if done else ""))
-            if stage == "train":
-                train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
-                                  test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.keeps(stage))
-            elif stage == "convert":
-                try:
-                    convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
-                            data_dir=cfg.data_dir, log=_quiet)
-                except ConversionError as exc:  # written, with the failed artifact marked: the row says so
-                    log(f"[{i}/{len(archs)}] {arch}: {exc}")
-            else:
-                _bench(folder, cfg)
-        rows.append(row(arch, folder))
-        log(f"[{i}/{len(archs)}] {arch}: {_pct(rows[-1]['accuracy'])} test, {rows[-1]['best_p50_ms']} ms batch 1 "
-            f"({rows[-1]['best_precision']})")
+    for stage in STAGES:
+        if cfg.keeps(stage) and _done(folder, stage):
+            log(f"{tag}{arch}: {stage} already done")
+            continue
+        done = epochs_done(folder) if cfg.keeps(stage) and stage == "train" else None
+        log(f"{tag}{arch}: {stage}" + (f" (going on after epoch {done})" if done else ""))
+        if stage == "train":
+            train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
+                              test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.keeps(stage))
+        elif stage == "convert":
+            try:
+                convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
+                        data_dir=cfg.data_dir, log=_quiet)
+            except ConversionError as exc:  # written, with the failed artifact marked: the row says so
+                log(f"{tag}{arch}: {exc}")
+        else:
+            _bench(folder, cfg)
+        if on_stage is not None:
+            on_stage(stage)
+    r = row(arch, folder)
+    log(f"{tag}{arch}: {_pct(r['accuracy'])} test, {r['best_p50_ms']} ms batch 1 ({r['best_precision']})")
+    return r
+
+
+def finish(cfg: CompareConfig, archs: tuple[str, ...], rows: list[dict], log: Callable[[str], None] = print) -> dict:
+    """The rows of every network -> the result (`save` writes it), after `cfg.rounds - 1` more benches of each."""
+    out = Path(cfg.out)
     rounds = [rows]
     for r in range(2, cfg.rounds + 1):  # all networks again, one after the other: a slow minute of the host hits one round
         rounds.append([])
@@ -135,9 +148,10 @@ def _bench(folder: Path, cfg: CompareConfig) -> None:
     from ..benchmarks.photopath import photo_path
 
     result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
-                                 batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir))
+                                 batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir,
+                                 threads=cfg.threads))
     x, y = _photo_sample(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
-    result["photos"] = photo_path(folder, x, y, sizes=("vga",), agreement_images=0,
+    result["photos"] = photo_path(folder, x, y, threads=cfg.threads, sizes=("vga",), agreement_images=0,
                                   iters=max(20, int(cfg.bench_seconds * 150)))
     report.save(result, Layout(folder).bench_json, Layout(folder).bench_csv)
 

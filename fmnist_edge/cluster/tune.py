@@ -1,0 +1,139 @@
+"""`compare --ray`: each network of the comparison as a Ray Tune trial, its results and artifact folder in durable storage.
+
+A trial is `studies.compare.run_one` for one architecture with `cpus_per_trial` CPUs, TensorFlow's and OpenVINO's
+thread counts set to match. It works in a folder of its own on its node and hands the folder to Tune as a
+checkpoint after each stage, so a restarted trial (its node died, or the driver was killed and `--resume` goes
+on) starts from the stages already done, and the driver needs no disk shared with the workers: it copies each
+finished trial's folder from the storage into OUT/ARCH and builds the same table as a local `compare`.
+Latencies measured on different nodes do not compare: each row names its node and CPU, and `compare --rebench`
+without `--ray` measures every network again on one machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ClusterError, ConfigError, check_int
+from ..studies import compare as C
+from . import root_cause
+
+EXPERIMENT = "compare"  # the Tune experiment's folder under --storage
+
+
+def _pin_threads(cpus: int) -> None:
+    """TensorFlow's thread pools sized to the trial's CPUs, before anything runs on them (a fresh worker)."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(cpus)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
+    except RuntimeError:  # already initialized in this worker (a reused actor): the first trial's setting holds
+        pass
+
+
+def _trial(config: dict) -> None:
+    """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each stage."""
+    import os
+    import tempfile
+
+    import ray
+    from ray import tune
+
+    arch, cpus = config["arch"], config["cpus"]
+    _pin_threads(cpus)
+    cfg = C.CompareConfig(**{**config["compare"], "archs": (arch,), "resume": True, "threads": cpus})
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-edge-trial-")) / arch
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a restarted trial: the stages done before
+        checkpoint.to_directory(str(folder))
+    node = {"node": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+    def stage_done(stage: str) -> None:
+        if stage != "bench":  # the last stage's folder goes with the row, below
+            tune.report({"stage": stage, **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+    row = C.run_one(arch, folder, cfg, log=lambda line: print(line, flush=True), on_stage=stage_done)
+    tune.report({"stage": "done", "row": json.dumps(row), **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+
+def _progress(log: Callable[[str], None]):
+    """A Tune callback that turns trial events into compare's progress lines."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            log(f"{trial.config['arch']}: {result.get('stage')} done on node {result.get('node_ip')}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            log(f"{trial.config['arch']}: trial failed ({trial.error_file or 'see the storage'})")
+
+    return Progress()
+
+
+def run(cfg: C.CompareConfig, *, address: str = "local", cpus_per_trial: int = 1, storage: str | None = None,
+        resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Every network of `cfg` as a Tune trial on the Ray cluster at `address` -> compare's result (`C.save` writes
+    it), each row with the node that ran it. Trial results and folders go to `storage` (default OUT/ray); with
+    `resume`, an interrupted run there goes on and its finished trials are not run again."""
+    from . import connect
+
+    check_int("--cpus-per-trial", cpus_per_trial)
+    if cfg.rebench or cfg.rounds > 1:
+        raise ConfigError("--rebench and --rounds measure every network on one machine; run them without --ray, "
+                          "after the trials")
+    archs, out = cfg.architectures, Path(cfg.out)
+    storage = storage or str(out / "ray")
+    storage = storage if "://" in storage else str(Path(storage).resolve())
+    path = f"{storage.rstrip('/')}/{EXPERIMENT}"
+    with connect(address) as ray:
+        from ray import tune
+
+        trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
+        if tune.Tuner.can_restore(path):
+            if not resume:
+                raise ConfigError(f"{path} holds a compare run already: --resume goes on with it, or choose another --storage")
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+            stored = {r.config["arch"] for r in tuner.get_results()}
+            if stored != set(archs):
+                raise ConfigError(f"{path} compares {', '.join(sorted(stored))}, not {', '.join(archs)}: give the same "
+                                  "--arch to --resume, or another --storage")
+            log(f"going on with {path}: finished trials are kept")
+        else:
+            compare = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("archs", "out")}
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"arch": tune.grid_search(list(archs)), "cpus": cpus_per_trial, "compare": compare},
+                tune_config=tune.TuneConfig(reuse_actors=False),
+                run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=2),
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                          callbacks=[_progress(log)]),
+            )
+        log(f"{len(archs)} trials on Ray, {cpus_per_trial} CPU each, results in {path}")
+        try:
+            results = tuner.fit()
+        except ray.exceptions.RayError as exc:
+            raise ClusterError(f"the Ray Tune run in {path} failed: {root_cause(exc)}") from None
+        failed = [f"{r.config['arch']}: {root_cause(r.error)}" for r in results if r.error is not None]
+        if failed:
+            raise ClusterError(f"{len(failed)} of {len(archs)} trials failed ({'; '.join(failed)}); "
+                               f"`--resume` runs them again from their last stage")
+        by_arch = {r.config["arch"]: r for r in results}
+        rows = []
+        for arch in archs:
+            r = by_arch[arch]
+            folder = out / arch
+            if folder.exists():
+                shutil.rmtree(folder)
+            r.checkpoint.to_directory(str(folder))  # the trial's artifact folder, from the storage
+            rows.append({**json.loads(r.metrics["row"]), "node": r.metrics["node"], "node_ip": r.metrics["node_ip"]})
+    result = C.finish(cfg, archs, rows, log)
+    result["ray"] = {"address": address, "storage": path, "cpus_per_trial": cpus_per_trial}
+    return result
