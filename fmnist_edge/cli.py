@@ -233,7 +233,8 @@ def _names(known):
 @_from(ConvertConfig, "formats", "--format", callback=_names(FORMATS),
        help="Comma-separated formats: openvino, onnx, tflite (LiteRT).")
 @_from(ConvertConfig, "precisions", "--precision", callback=_names(OV_PRECISIONS),
-       help="Comma-separated OpenVINO precisions (bf16: the fp32 IR computed in bf16).")
+       help="Comma-separated precisions (bf16: the fp32 IR computed in bf16); int8 and fp16 also make the peers' own "
+            "(onnx int8, tflite fp16 and int8) where their format is asked for.")
 @_from(ConvertConfig, "opset", type=int, help="ONNX opset.")  # its range is onnx_export.OPSETS, checked by ConvertConfig
 @_from(ConvertConfig, "calib_size", help="INT8 calibration images from the training split.")
 @_from(ConvertConfig, "check", type=str, help="Test images each artifact is checked on.")
@@ -241,7 +242,7 @@ def _names(known):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert(model, out, formats, precisions, opset, calib_size, check, max_drop, data_dir, as_json):
-    """Convert MODEL (artifact folder, SavedModel or .keras/.h5) to OpenVINO IR and ONNX, each checked against TensorFlow."""
+    """Convert MODEL (artifact folder, SavedModel or .keras/.h5) to OpenVINO IR, ONNX and LiteRT, each checked against TensorFlow."""
     from .artifact import manifest_table as table
     from .convert import convert as run
     from .errors import ConversionError
@@ -267,7 +268,8 @@ def _int_list(ctx, param, value):
 @cli.command()
 @click.argument("folder", type=click.Path(), default=_field(BenchConfig, "folder").default)
 @_from(BenchConfig, "backends", callback=_names(BENCH_BACKENDS), help="Comma-separated backends to measure.")
-@_from(BenchConfig, "precisions", "--precision", callback=_names(OV_PRECISIONS), help="OpenVINO precisions to measure.")
+@_from(BenchConfig, "precisions", "--precision", callback=_names(OV_PRECISIONS),
+       help="Precisions to measure: OpenVINO's, and onnxruntime's and LiteRT's where they offer them.")
 @_from(BenchConfig, "batch_sizes", callback=_int_list, help="Throughput batch sizes.")
 @_from(BenchConfig, "warmup", help="Untimed calls first.")
 @_from(BenchConfig, "iters", help="Timed batch-1 calls.")
@@ -292,7 +294,7 @@ def _int_list(ctx, param, value):
 @_from(BenchConfig, "soak_threads", help="Threads of the soak.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def bench(folder, out, json_path, csv_path, plot_path, no_cold_start, no_photos, **opts):
-    """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline."""
+    """Benchmark every backend on FOLDER's artifacts against the TensorFlow baseline and, precision for precision, the peers."""
     from . import artifact
     from .benchmarks import bench as B
     from .benchmarks import output as report

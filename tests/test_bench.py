@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fmnist_edge import host
-from fmnist_edge.benchmarks.bench import TARGETS, BenchConfig, missed, ratios
+from fmnist_edge import contract, host
+from fmnist_edge.benchmarks.backends import make_backends
+from fmnist_edge.benchmarks.bench import TARGETS, BenchConfig, like_for_like, missed, ratios
 from fmnist_edge.benchmarks.loop import timed_loop
+from fmnist_edge.benchmarks.output import like_for_like_table
 from fmnist_edge.cli import cli
 from fmnist_edge.errors import ConfigError
 
@@ -72,6 +74,12 @@ def test_bench_cli_writes_schema_table_csv_and_plot(bench_folder, tmp_path):
     tf = find("tensorflow")
     assert abs(ov["accuracy"] - tf["accuracy"]) <= 0.01  # fp32 IR computes what TF computes
     assert find("openvino", "int8", 8)["throughput_ips"] > 0
+    ort8 = find("onnxruntime", "int8")  # onnxruntime's own int8, made by convert, beside ours
+    assert ort8["latency_us"]["p50"] > 0 and abs(ort8["accuracy"] - tf["accuracy"]) <= 0.03
+    assert find("onnxruntime", "int8", 8)["throughput_ips"] > 0
+    lfl = result["like_for_like"]["int8"]["latency"]
+    assert lfl[0]["backend"] == "openvino" and lfl[1]["backend"] == "onnxruntime"
+    assert "openvino_int8_latency_vs_best_int8_peer" in result["ratios"] and "like for like" in res.output
     assert find("openvino", bs=1, mode="async")["throughput_ips"] > 0
     assert find("openvino", "int8", 8, "async")["throughput_ips"] > 0  # batches on the throughput streams
     assert "cpu_steal_s" in result["machine"] and "cpu_steal_s" in ov
@@ -128,9 +136,11 @@ def test_ratios_compare_against_targets():
     assert r["openvino_latency_vs_best_peer"] == {"value": 0.8333, "target": "<= 1.0", "met": True}
     assert r["openvino_vs_tensorflow_peak_rss"]["value"] == 0.15
     assert r["int8_accuracy_drop_vs_fp32"]["met"] is True
+    assert r["openvino_fp32_latency_vs_best_fp32_peer"] == {"value": 0.8333, "target": "<= 1.0", "met": True}
     slow = ratios(rows[:1] + [{**rows[1], "latency_us": {"p50": 200}}] + rows[2:])
-    assert slow["openvino_latency_vs_best_peer"]["met"] is False and missed(slow) == ["openvino_latency_vs_best_peer"]
-    assert set(r) <= set(TARGETS) and "soak_rss_growth_mb" not in r and "openvino_fp32_latency_vs_best_peer" not in r
+    assert slow["openvino_latency_vs_best_peer"]["met"] is False
+    assert missed(slow) == ["openvino_fp32_latency_vs_best_fp32_peer", "openvino_latency_vs_best_peer"]
+    assert set(r) <= set(TARGETS) and "soak_rss_growth_mb" not in r and "openvino_int8_latency_vs_best_int8_peer" not in r
     assert ratios(rows, {"rss_growth_mb": 12.0, "mismatches": 0})["soak_rss_growth_mb"]["met"] is False
 
 
@@ -144,11 +154,45 @@ def test_ratios_judge_the_precision_auto_chose_with_fp32_beside_it():
             row("onnxruntime", "fp32", 1, 100, 9000)]
     r = ratios(rows, auto="int8")
     assert r["openvino_latency_vs_best_peer"] == {"value": 0.8, "target": "<= 1.0", "met": True}
-    assert r["openvino_fp32_latency_vs_best_peer"] == {"value": 1.2, "target": None, "met": None}
+    assert r["openvino_fp32_latency_vs_best_fp32_peer"] == {"value": 1.2, "target": "<= 1.0", "met": False}
     assert r["openvino_vs_tensorflow_throughput"] == {"value": 4.0, "target": ">= 3", "met": True}
     assert r["openvino_fp32_vs_tensorflow_throughput"]["value"] == 2.6667
-    assert missed(r) == [] and missed(ratios(rows)) == ["openvino_latency_vs_best_peer", "openvino_vs_tensorflow_throughput"]
+    assert missed(r) == ["openvino_fp32_latency_vs_best_fp32_peer"]
+    assert missed(ratios(rows)) == ["openvino_fp32_latency_vs_best_fp32_peer", "openvino_latency_vs_best_peer",
+                                    "openvino_vs_tensorflow_throughput"]
     assert ratios(rows, auto="bf16") == ratios(rows)  # a choice that was not measured: fp32 is judged
+
+
+def test_like_for_like_sets_each_precision_against_the_best_peer_at_that_precision():
+    def row(b, p, bs, p50, ips, acc=0.9):
+        return {"backend": b, "precision": p, "batch_size": bs, "mode": "sync", "latency_us": {"p50": p50},
+                "throughput_ips": ips, "accuracy": acc}
+    rows = [row("openvino", "fp32", 1, 120, 8000), row("openvino", "fp32", 64, 900, 2500),
+            row("openvino", "int8", 1, 80, 12000), row("openvino", "int8", 64, 500, 4000, 0.89),
+            row("onnxruntime", "fp32", 1, 100, 9000), row("onnxruntime", "fp32", 64, 1000, 2000),
+            row("tflite", "fp32", 1, 130, 7000), row("onnxruntime", "int8", 1, 90, 11000),
+            row("onnxruntime", "int8", 64, 600, 3000), row("tflite", "int8", 1, 85, 11500),
+            row("tflite", "int8", 64, 450, 4500, 0.88)]
+    lfl = like_for_like(rows)
+    assert set(lfl) == {"fp32", "int8"}  # no peer at bf16 or fp16 here
+    assert lfl["int8"]["latency"][1] == {"backend": "tflite", "value": 85, "accuracy": 0.9}
+    assert lfl["int8"]["throughput"] == ({"backend": "openvino", "value": 4000, "accuracy": 0.89},
+                                         {"backend": "tflite", "value": 4500, "accuracy": 0.88})
+    r = ratios(rows, auto="int8")
+    assert r["openvino_fp32_latency_vs_best_fp32_peer"]["value"] == 1.2  # not against int8's faster peers
+    assert r["openvino_fp32_b64_throughput_vs_best_fp32_peer"] == {"value": 1.25, "target": ">= 1.0", "met": True}
+    assert r["openvino_int8_latency_vs_best_int8_peer"] == {"value": 0.9412, "target": "<= 1.0", "met": True}
+    assert r["openvino_int8_b64_throughput_vs_best_int8_peer"]["met"] is False
+    assert r["openvino_latency_vs_best_peer"]["value"] == 0.9412  # auto (int8) against the best peer at any precision
+    text = "\n".join(like_for_like_table({"results": rows}))
+    assert "like for like" in text and "tflite 0.085 ms, 90.00%" in text and "1.25x" in text
+
+
+def test_peers_run_at_the_precisions_asked_for(tmp_path):
+    labels = [b.label for b in make_backends(("openvino", "onnxruntime", "tflite", "tensorflow"), tmp_path, 1, ("int8",))]
+    assert labels == ["openvino/int8", "onnxruntime/int8", "tflite/int8", "tensorflow/fp32"]
+    labels = [b.label for b in make_backends(("onnxruntime", "tflite"), tmp_path, 1, contract.PRECISIONS)]
+    assert labels == ["onnxruntime/fp32", "onnxruntime/int8", "tflite/fp32", "tflite/fp16", "tflite/int8"]
 
 
 def test_the_photo_path_is_timed_against_its_floor_and_scored_per_condition(converted, fmnist):
@@ -185,3 +229,17 @@ def test_litert_computes_what_tensorflow_does_in_a_process_without_tensorflow(be
     assert "error" not in cold, cold
     assert cold["tensorflow_loaded"] is False and cold["top"] == int(tf.infer(x[:1]).argmax())
     assert cold_start("tensorflow", bench_folder, "fp32", 1, fmnist.x_test[0])["tensorflow_loaded"] is True
+
+
+def test_litert_int8_is_a_bench_row_with_its_accuracy(bench_folder, fmnist):
+    """A folder converted without --format tflite (the default): bench makes LiteRT's full-integer model from the
+    calibration images convert would use, and measures it as a row with its accuracy, like the others."""
+    from fmnist_edge.benchmarks.bench import run
+
+    result = run(BenchConfig(folder=str(bench_folder), backends=("tensorflow", "tflite"), precisions=("int8",), quick=True,
+                             iters=10, warmup=1, batch_sizes=(1,), cold_start=False, photos=False))
+    assert result["errors"] == [] and (bench_folder / "tflite/model_int8.tflite").is_file()
+    (lite,) = [r for r in result["results"] if r["backend"] == "tflite"]
+    (tf,) = [r for r in result["results"] if r["backend"] == "tensorflow" and r["batch_size"] == 1]
+    assert lite["precision"] == "int8" and lite["latency_us"]["p50"] > 0 and lite["size_bytes"] > 0
+    assert abs(lite["accuracy"] - tf["accuracy"]) <= 0.03 and "converted by bench" in lite["notes"]

@@ -65,7 +65,8 @@ def _artifact(manifest, fmt, precision):
 def test_layout_and_table(converted):
     folder, output = converted
     for rel in ("openvino/fp32/model.xml", "openvino/fp32/model.bin", "openvino/fp16/model.xml", "openvino/int8/model.bin",
-                "onnx/model.onnx", "serving/fmnist/1/model.xml", "serving/fmnist/1/model.bin", "serving/config.json",
+                "onnx/model.onnx", "onnx/model_int8.onnx",
+                "serving/fmnist/1/model.xml", "serving/fmnist/1/model.bin", "serving/config.json",
                 "manifest.json", *TRAIN_FILES):
         assert (folder / rel).exists(), rel
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "no staging folders left behind"
@@ -73,7 +74,7 @@ def test_layout_and_table(converted):
     header, *rows = table  # the log lines ("openvino fp32: ok ...") come before the table
     assert "agreement" in header and "max|diff|" in header and "status" in header
     assert [r.split()[:2] for r in rows] == [["openvino", "fp32"], ["openvino", "bf16"], ["openvino", "fp16"],
-                                             ["openvino", "int8"], ["onnx", "fp32"]]
+                                             ["openvino", "int8"], ["onnx", "fp32"], ["onnx", "int8"]]
     assert all(r.rstrip().endswith("ok") for r in rows)
     assert "Traceback" not in output and "I0000" not in output and "oneDNN" not in output
 
@@ -103,6 +104,30 @@ def test_reduced_precisions_are_reported(converted):
     sizes = {a["precision"]: {Path(f["path"]).name: f["bytes"] for f in a["files"]} for a in manifest["artifacts"]
              if a["format"] == "openvino"}
     assert sizes["fp16"]["model.bin"] < 0.6 * sizes["fp32"]["model.bin"]
+
+
+def test_onnxruntime_int8_is_its_own_static_qdq_model_checked_like_ours(converted, fmnist):
+    """onnxruntime's int8 (quantize_static, QDQ, per channel) from NNCF's calibration images: really quantized, run
+    by onnxruntime, within --max-drop of TensorFlow like our int8, recorded in the manifest."""
+    import onnx
+    import onnxruntime as ort
+
+    folder = converted[0]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry, ours = _artifact(manifest, "onnx", "int8"), _artifact(manifest, "openvino", "int8")
+    assert entry["status"] == "ok" and entry["files"][0]["path"] == "onnx/model_int8.onnx"
+    c = entry["check"]
+    assert c["n"] == 300 and c["reference_accuracy"] - c["accuracy"] <= 0.01 and c["agreement"] >= 0.95
+    assert c["reference_accuracy"] == ours["check"]["reference_accuracy"]  # checked on the same images as ours
+    ops = {n.op_type for n in onnx.load(folder / "onnx/model_int8.onnx").graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = [t for t in onnx.load(folder / "onnx/model_int8.onnx").graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.INT8 for t in weights)  # conv kernels stored as int8
+    x = data.normalize(fmnist.x_test[:50])
+    session = ort.InferenceSession(str(folder / "onnx/model_int8.onnx"), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(None, {"image": x})
+    ref = _reference(folder / "saved_model", x)
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.9 and np.abs(probs - ref).max() < 0.5
 
 
 def test_manifest_schema_and_hashes(converted):
@@ -203,12 +228,25 @@ def test_keras_h5_with_logits(fmnist, tmp_path):
 
 
 def test_tflite_is_converted_and_checked_on_litert(tiny_artifacts, tmp_path):
-    """LiteRT's flatbuffer, made by TensorFlow's converter and checked on the TF-free ai-edge-litert interpreter."""
-    manifest = convert(tiny_artifacts, out=tmp_path / "out", formats=("tflite",), check=200, log=lambda *_: None)
-    (entry,) = manifest["artifacts"]
-    assert (entry["format"], entry["precision"], entry["status"]) == ("tflite", "fp32", "ok")
-    assert entry["check"]["n"] == 200 and entry["check"]["max_abs_diff"] <= 1e-4 and entry["check"]["agreement"] >= 0.999
-    assert entry["files"][0]["path"] == "tflite/model.tflite" and (tmp_path / "out/tflite/model.tflite").stat().st_size > 0
+    """LiteRT's flatbuffers, made by TensorFlow's converter (fp32; fp16 weights; full-integer int8 calibrated on NNCF's
+    images) and checked on the TF-free ai-edge-litert interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    manifest = convert(tiny_artifacts, out=tmp_path / "out", formats=("tflite",), precisions=("fp16", "int8"), check=200,
+                       calib_size=64, log=lambda *_: None)
+    entries = {a["precision"]: a for a in manifest["artifacts"]}
+    assert [(a["format"], a["precision"], a["status"]) for a in manifest["artifacts"]] == [
+        ("tflite", "fp32", "ok"), ("tflite", "fp16", "ok"), ("tflite", "int8", "ok")]
+    fp32, fp16, int8 = entries["fp32"], entries["fp16"], entries["int8"]
+    assert fp32["check"]["n"] == 200 and fp32["check"]["max_abs_diff"] <= 1e-4 and fp32["check"]["agreement"] >= 0.999
+    assert fp32["files"][0]["path"] == "tflite/model.tflite" and (tmp_path / "out/tflite/model.tflite").stat().st_size > 0
+    assert fp16["files"][0]["path"] == "tflite/model_fp16.tflite" and fp16["check"]["max_abs_diff"] < 1e-2
+    assert int8["files"][0]["path"] == "tflite/model_int8.tflite"
+    assert int8["check"]["reference_accuracy"] - int8["check"]["accuracy"] <= 0.01 and int8["check"]["agreement"] >= 0.95
+    interp = Interpreter(model_path=str(tmp_path / "out/tflite/model_int8.tflite"))
+    types = {d["dtype"] for d in interp.get_tensor_details()}
+    assert np.int8 in types  # weights and activations are int8 ...
+    assert interp.get_input_details()[0]["dtype"] == np.float32  # ... behind a float input, fed what fp32 is fed
 
 
 def test_foreign_saved_model_gets_our_names(fmnist, tmp_path):
