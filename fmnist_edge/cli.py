@@ -571,6 +571,43 @@ def compare(sweep, ray, cpus_per_trial, storage, **opts):
 
 
 @cli.command()
+@click.option("--ray", "ray", default="local", show_default=True, metavar="ADDRESS",
+              help="`local` (Ray on this machine), `auto` (the cluster `ray start` runs here) or HOST:PORT of a head node.")
+@click.option("--arch", "archs", default=None, callback=lambda ctx, p, v: tuple(a.strip() for a in v.split(",") if a.strip()) if v else (),
+              help="Comma-separated architectures to search over [default: every one in `fmnist-edge models` but tiny].")
+@click.option("--num-samples", type=click.IntRange(1, 10_000), default=8, show_default=True,
+              help="Trials (random, optuna), or repeats of the whole grid (grid).")
+@click.option("--search", type=click.Choice(("random", "grid", "optuna")), default="random", show_default=True,
+              help="How recipes are picked; optuna needs `pip install optuna`.")
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(0, 100_000), default=0, show_default=True,
+              metavar="MINUTES", help="For the whole sweep (0: none); trials still running then are stopped.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs at most per trial [default: each recipe's].")
+@click.option("--limit", type=click.IntRange(min=100), default=None, help="Train each trial on N images [default: all].")
+@click.option("--bench-seconds", type=click.FloatRange(0.1, 600), default=2.0, show_default=True, help="How long each latency is measured.")
+@click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs per trial (TensorFlow's and OpenVINO's threads).")
+@click.option("--storage", default=None, metavar="FOLDER", help="Trial results and checkpoints [default: OUT/ray].")
+@click.option("--resume", is_flag=True, help="Go on with the sweep in --storage; finished trials are not run again.")
+@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True,
+              help="Folder: compare.json/.csv/.png over the finished trials, trials.json/.csv, trials/ID artifact folders.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
+def sweep(ray, cpus_per_trial, storage, resume, **opts):
+    """Search the registry's networks and their training recipe on Ray Tune (ASHA stops hopeless trials after
+    training), print compare's table over the finished trials, every trial, and the best as a `train` command."""
+    from .cluster import sweep as S
+
+    result = S.run(S.SweepConfig(**opts), address=ray, cpus_per_trial=cpus_per_trial, storage=storage, resume=resume,
+                   log=click.echo)
+    if result["rows"]:
+        from .studies import compare as C
+
+        click.echo(C.table(result))
+    click.echo(S.trials_table(result))
+    click.echo(f"best: {result['command']}")
+    click.echo(f"results: {', '.join(str(p) for p in S.save(result, Path(opts['out'])))}")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """List the OpenVINO devices and the installed package versions (without importing TensorFlow)."""

@@ -136,3 +136,22 @@ def test_compare_on_ray_resumes_without_training_finished_trials_again(cluster, 
     assert r.exit_code == 1 and "holds a compare run already" in r.output and "Traceback" not in r.output
     r = _run("compare", "--ray", cluster.address, "--arch", "tiny", "--resume", "--out", out, "--storage", out / "storage")
     assert r.exit_code == 1 and "give the same --arch" in r.output
+
+
+def test_sweep_samples_recipes_and_prints_the_best_as_a_train_command(cluster, tmp_path):
+    out = tmp_path / "sweep"
+    r = _run("sweep", "--ray", cluster.address, "--arch", "tiny", "--num-samples", "2", "--epochs", "1", "--limit", "600",
+             "--bench-seconds", "0.1", "--out", out)
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "trials.json").read_text())
+    trials = saved["trials"]
+    assert len(trials) == 2 and all(t["arch"] == "tiny" and 0.05 < t["accuracy"] < 1 for t in trials)
+    # ASHA may stop the worse trial once it is trained; a finished one has compare's row and its artifact folder
+    assert {t["status"] for t in trials} <= {"finished", "stopped after training"}
+    finished = [t for t in trials if t["status"] == "finished"]
+    assert finished and all((out / "trials" / t["trial"] / "manifest.json").is_file() for t in finished)
+    assert len(json.loads((out / "compare.json").read_text())["rows"]) == len(finished)
+    best = max(trials, key=lambda t: t["accuracy"])
+    assert saved["best"]["trial"] == best["trial"] and f"best: {saved['command']}" in r.output
+    args = saved["command"].split()[2:]  # a ready `fmnist-edge train` command: its options parse
+    assert cli.commands["train"].make_context("train", args).params["optimizer"] == best["optimizer"]

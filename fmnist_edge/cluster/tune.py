@@ -39,12 +39,15 @@ def _pin_threads(cpus: int) -> None:
 
 
 def _trial(config: dict) -> None:
-    """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each stage."""
+    """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each stage.
+    config: "arch", "cpus", "compare" (CompareConfig's fields) and, in a sweep, "recipe" (training options)."""
     import os
     import tempfile
 
     import ray
     from ray import tune
+
+    from ..artifact import read_metadata
 
     arch, cpus = config["arch"], config["cpus"]
     _pin_threads(cpus)
@@ -57,10 +60,13 @@ def _trial(config: dict) -> None:
 
     def stage_done(stage: str) -> None:
         if stage != "bench":  # the last stage's folder goes with the row, below
-            tune.report({"stage": stage, **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            accuracy = read_metadata(folder).test_accuracy  # after train: what a scheduler judges a trial by
+            tune.report({"stage": stage, "accuracy": accuracy, **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
-    row = C.run_one(arch, folder, cfg, log=lambda line: print(line, flush=True), on_stage=stage_done)
-    tune.report({"stage": "done", "row": json.dumps(row), **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+    row = C.run_one(arch, folder, cfg, log=lambda line: print(line, flush=True), on_stage=stage_done,
+                    recipe=config.get("recipe"))
+    tune.report({"stage": "done", "accuracy": row["accuracy"], "row": json.dumps(row), **node},
+                checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
 
 def _progress(log: Callable[[str], None]):
@@ -69,12 +75,46 @@ def _progress(log: Callable[[str], None]):
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            log(f"{trial.config['arch']}: {result.get('stage')} done on node {result.get('node_ip')}")
+            log(f"{_label(trial)}: {result.get('stage')} done on node {result.get('node_ip')}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            log(f"{trial.config['arch']}: trial failed ({trial.error_file or 'see the storage'})")
+            log(f"{_label(trial)}: trial failed ({trial.error_file or 'see the storage'})")
+
+    def _label(trial) -> str:  # a sweep runs an arch several times: its trial id tells them apart
+        return f"{trial.config['arch']}" + (f" ({trial.trial_id})" if "recipe" in trial.config else "")
 
     return Progress()
+
+
+def fit(ray, path: str, space: dict, *, cpus_per_trial: int, resume: bool, log: Callable[[str], None],
+        same: Callable[[object], bool], differs: str, tune_config=None):
+    """A new Tune run of `_trial` over `space` in `path` (storage/experiment), or with `resume` the one there
+    (finished trials kept, unfinished and failed ones going on from their last checkpoint) -> its ResultGrid.
+    `same(stored results)` says whether a stored run is the one asked for; `differs` is the advice when not."""
+    from ray import tune
+
+    storage, name = path.rsplit("/", 1)
+    trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
+    if tune.Tuner.can_restore(path):
+        if not resume:
+            raise ConfigError(f"{path} holds a {name} run already: --resume goes on with it, or choose another --storage")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+        if not same(tuner.get_results()):
+            raise ConfigError(f"{path} holds another {name} run: {differs}")
+        log(f"going on with {path}: finished trials are kept")
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=space, tune_config=tune_config or tune.TuneConfig(reuse_actors=False),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=2),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      callbacks=[_progress(log)]),
+        )
+    log(f"trials on Ray, {cpus_per_trial} CPU each, results in {path}")
+    try:
+        return tuner.fit()
+    except ray.exceptions.RayError as exc:
+        raise ClusterError(f"the Ray Tune run in {path} failed: {root_cause(exc)}") from None
 
 
 def run(cfg: C.CompareConfig, *, address: str = "local", cpus_per_trial: int = 1, storage: str | None = None,
@@ -95,32 +135,11 @@ def run(cfg: C.CompareConfig, *, address: str = "local", cpus_per_trial: int = 1
     with connect(address) as ray:
         from ray import tune
 
-        trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
-        if tune.Tuner.can_restore(path):
-            if not resume:
-                raise ConfigError(f"{path} holds a compare run already: --resume goes on with it, or choose another --storage")
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-            stored = {r.config["arch"] for r in tuner.get_results()}
-            if stored != set(archs):
-                raise ConfigError(f"{path} compares {', '.join(sorted(stored))}, not {', '.join(archs)}: give the same "
-                                  "--arch to --resume, or another --storage")
-            log(f"going on with {path}: finished trials are kept")
-        else:
-            compare = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("archs", "out")}
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"arch": tune.grid_search(list(archs)), "cpus": cpus_per_trial, "compare": compare},
-                tune_config=tune.TuneConfig(reuse_actors=False),
-                run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=2),
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                          callbacks=[_progress(log)]),
-            )
-        log(f"{len(archs)} trials on Ray, {cpus_per_trial} CPU each, results in {path}")
-        try:
-            results = tuner.fit()
-        except ray.exceptions.RayError as exc:
-            raise ClusterError(f"the Ray Tune run in {path} failed: {root_cause(exc)}") from None
+        compare = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("archs", "out")}
+        space = {"arch": tune.grid_search(list(archs)), "cpus": cpus_per_trial, "compare": compare}
+        results = fit(ray, path, space, cpus_per_trial=cpus_per_trial, resume=resume, log=log,
+                      same=lambda stored: {r.config["arch"] for r in stored} == set(archs),
+                      differs=f"give the same --arch ({', '.join(archs)}) to --resume, or another --storage")
         failed = [f"{r.config['arch']}: {root_cause(r.error)}" for r in results if r.error is not None]
         if failed:
             raise ClusterError(f"{len(failed)} of {len(archs)} trials failed ({'; '.join(failed)}); "

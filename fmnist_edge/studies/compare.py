@@ -92,9 +92,10 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], None] = print, tag: str = "",
-            on_stage: Callable[[str], None] | None = None) -> dict:
+            on_stage: Callable[[str], None] | None = None, recipe: dict | None = None) -> dict:
     """One network's stages into `folder` (those already there kept as `cfg` says) -> its row; `on_stage(stage)`
-    after each stage that ran (a Ray trial checkpoints the folder there)."""
+    after each stage that ran (a Ray trial checkpoints the folder there); `recipe`: training options over the
+    arch's own (a sweep's trial)."""
     from ..convert import convert
     from ..errors import ConversionError
     from ..train.config import make_config
@@ -109,7 +110,8 @@ def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], No
         log(f"{tag}{arch}: {stage}" + (f" (going on after epoch {done})" if done else ""))
         if stage == "train":
             train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
-                              test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder)), log=_quiet, resume=cfg.keeps(stage))
+                              test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder), **(recipe or {})),
+                  log=_quiet, resume=cfg.keeps(stage))
         elif stage == "convert":
             try:
                 convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
