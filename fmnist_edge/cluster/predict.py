@@ -1,8 +1,9 @@
 """`predict --ray`: an archive of image files classified with Ray Data, one Parquet row per file.
 
 Ray Data reads the files (a folder, or an s3:// prefix through pyarrow's filesystems), decodes and preprocesses
-them in CPU tasks, and classifies the prepared pixels on a pool of actors, each of which compiles the model once
-(`_Classify`, a callable class: the pattern of Ray Data's batch-inference docs). The model's files travel with
+them (`_prepare`, a CPU step that Ray Data fuses into the next one), and classifies the prepared pixels on a pool of
+actors, each of which compiles the model once (`_Classify`, a callable class: the pattern of Ray Data's
+batch-inference docs). The model's files travel with
 the actors, so the workers need no shared disk. A file that cannot be read as an image is a row with `error` set
 and no label; it never stops the run.
 """
