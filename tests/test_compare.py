@@ -34,6 +34,7 @@ def test_compare_writes_one_row_per_network_with_its_cost_and_the_reports_accura
     for r in rows.values():
         assert r["fp32_p50_ms"] > 0 and r["int8_p50_ms"] > 0 and r["best_p50_ms"] == min(r["fp32_p50_ms"], r["int8_p50_ms"])
         assert r["fp32_bytes"] > r["int8_bytes"] > 0 and r["throughput_ips"] > 0 and r["photo_p50_ms"] > 0
+        assert r["onnxruntime_int8_p50_ms"] > 0 and r["litert_int8_p50_ms"] > 0  # the peers' own int8, same network
         assert r["cold_start_s"] > 0 and r["peak_rss_mb"] > 0
         assert (out / r["arch"] / "manifest.json").is_file()  # each a normal artifact folder
     assert rows["tiny"]["reported_accuracy"] is None  # no report behind it

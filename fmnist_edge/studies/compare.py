@@ -26,7 +26,8 @@ from ..errors import ConfigError
 
 STAGES = ("train", "convert", "bench")
 COLUMNS = ("arch", "params", "macs", "epochs_run", "recipe_epochs", "accuracy", "int8_accuracy", "reported_accuracy",
-           "report", "fp32_p50_ms", "int8_p50_ms", "best_precision", "best_p50_ms", "throughput_ips", "fp32_bytes",
+           "report", "fp32_p50_ms", "int8_p50_ms", "onnxruntime_int8_p50_ms", "litert_int8_p50_ms",
+           "best_precision", "best_p50_ms", "throughput_ips", "fp32_bytes",
            "int8_bytes", "cold_start_s", "peak_rss_mb", "photo_p50_ms")
 
 
@@ -114,7 +115,7 @@ def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], No
                   log=_quiet, resume=cfg.keeps(stage))
         elif stage == "convert":
             try:
-                convert(folder, formats=("openvino",), precisions=("fp32", "int8"), check=cfg.check,
+                convert(folder, formats=("openvino", "onnx", "tflite"), precisions=("fp32", "int8"), check=cfg.check,
                         data_dir=cfg.data_dir, log=_quiet)
             except ConversionError as exc:  # written, with the failed artifact marked: the row says so
                 log(f"{tag}{arch}: {exc}")
@@ -144,7 +145,8 @@ def finish(cfg: CompareConfig, archs: tuple[str, ...], rows: list[dict], log: Ca
 
 
 def _bench(folder: Path, cfg: CompareConfig) -> None:
-    """OpenVINO fp32 and int8 at batch 1 and 64, cold start, and a VGA camera JPEG -> label: `folder`/bench."""
+    """OpenVINO fp32 and int8 at batch 1 and 64, cold start, and a VGA camera JPEG -> label; the peers' own int8
+    (onnxruntime's QDQ, LiteRT's full-integer) at batch 1, what a user choosing an int8 runtime compares: `folder`/bench."""
     from ..benchmarks import bench as B
     from ..benchmarks import output as report
     from ..benchmarks.photopath import photo_path
@@ -152,6 +154,13 @@ def _bench(folder: Path, cfg: CompareConfig) -> None:
     result = B.run(B.BenchConfig(folder=str(folder), backends=("openvino",), precisions=("fp32", "int8"),
                                  batch_sizes=(1, 64), duration=cfg.bench_seconds, photos=False, data_dir=cfg.data_dir,
                                  threads=cfg.threads))
+    peers = B.run(B.BenchConfig(folder=str(folder), backends=PEERS, precisions=("int8",), batch_sizes=(1,),
+                                duration=cfg.bench_seconds, cold_start=False, photos=False, data_dir=cfg.data_dir,
+                                threads=cfg.threads))
+    result["results"] += peers["results"]
+    result["errors"] += peers["errors"]
+    result["like_for_like"] = B.like_for_like(result["results"])
+    result["ratios"] = B.ratios(result["results"], result["soak"], result["auto"]["precision"] if result["auto"] else "fp32")
     x, y = _photo_sample(cfg.data_dir)  # the photo path's latency at VGA; its agreement is a property of the runtime
     result["photos"] = photo_path(folder, x, y, threads=cfg.threads, sizes=("vga",), agreement_images=0,
                                   iters=max(20, int(cfg.bench_seconds * 150)))
@@ -167,7 +176,9 @@ def _photo_sample(data_dir: str | None):
     return ds.x_test[:24].copy(), ds.y_test[:24].copy()
 
 
-MEASURED = ("fp32_p50_ms", "int8_p50_ms", "throughput_ips", "cold_start_s", "peak_rss_mb", "photo_p50_ms")
+PEERS = ("onnxruntime", "tflite")  # bench's names of the peers' runtimes (tflite: LiteRT)
+MEASURED = ("fp32_p50_ms", "int8_p50_ms", "onnxruntime_int8_p50_ms", "litert_int8_p50_ms", "throughput_ips",
+            "cold_start_s", "peak_rss_mb", "photo_p50_ms")
 
 
 def median_row(rows: list[dict]) -> dict:
@@ -179,7 +190,7 @@ def median_row(rows: list[dict]) -> dict:
 
     out = dict(rows[-1], rounds=len(rows), spread={})
     for col in MEASURED:
-        values = [r[col] for r in rows if r[col] is not None]
+        values = [r[col] for r in rows if r.get(col) is not None]
         out[col] = round(statistics.median(values), 4) if values else None
         out["spread"][col] = [min(values), max(values)] if values else None
     p50 = {p: out[f"{p}_p50_ms"] for p in ("fp32", "int8") if out[f"{p}_p50_ms"] is not None}
@@ -200,6 +211,8 @@ def row(arch: str, folder: Path) -> dict:
     best = min(p50, key=p50.get) if p50 else None
     tput = bench.max_throughput("openvino")
     photo_us = bench.photo_predict_us("vga")
+    peer_ms = {name: (round(us / 1e3, 4) if (us := bench.p50_us(backend, "int8")) is not None else None)
+               for name, backend in (("onnxruntime", "onnxruntime"), ("litert", "tflite"))}
     cold_start_s, peak_rss_mb = bench.cold_start("openvino", "fp32")
     int8 = ir.get("int8")
     return {
@@ -211,6 +224,7 @@ def row(arch: str, folder: Path) -> dict:
         "int8_status": int8.status if int8 else None,
         "reported_accuracy": entry.reported_accuracy, "report": entry.report,
         "fp32_p50_ms": p50.get("fp32"), "int8_p50_ms": p50.get("int8"),
+        "onnxruntime_int8_p50_ms": peer_ms["onnxruntime"], "litert_int8_p50_ms": peer_ms["litert"],
         "best_precision": best, "best_p50_ms": p50.get(best) if best else None,
         "throughput_ips": round(tput, 1) if tput else None,
         "fp32_bytes": ir["fp32"].size_bytes if "fp32" in ir else None,
@@ -234,15 +248,17 @@ def pareto(rows: list[dict]) -> list[str]:
 def table(result: dict) -> str:
     front = set(pareto(result["rows"]))
     head = f"{'arch':<18}{'params':>10}{'MMACs':>8}{'epochs':>8}{'accuracy':>10}{'int8':>9}{'reported':>10}" \
-           f"{'fp32 ms':>9}{'int8 ms':>9}{'img/s':>9}{'cold s':>8}{'photo ms':>10}"
+           f"{'fp32 ms':>9}{'int8 ms':>9}{'ort i8':>8}{'lrt i8':>8}{'img/s':>9}{'cold s':>8}{'photo ms':>10}"
     lines = [head]
     for r in result["rows"]:
         lines.append(
             f"{r['arch'] + (' *' if r['arch'] in front else ''):<18}{r['params']:>10,}{r['macs'] / 1e6:>8.1f}"
             f"{str(r['epochs_run']) + '/' + str(r['recipe_epochs']):>8}{_pct(r['accuracy']):>10}{_pct(r['int8_accuracy']):>9}"
             f"{_pct(r['reported_accuracy']):>10}{_f(r['fp32_p50_ms'], '.3f'):>9}{_f(r['int8_p50_ms'], '.3f'):>9}"
+            f"{_f(r.get('onnxruntime_int8_p50_ms'), '.3f'):>8}{_f(r.get('litert_int8_p50_ms'), '.3f'):>8}"
             f"{_f(r['throughput_ips'], ',.0f'):>9}{_f(r['cold_start_s'], '.2f'):>8}{_f(r['photo_p50_ms'], '.2f'):>10}")
-    lines.append("* on the Pareto front: no other network is both more accurate and faster at batch 1")
+    lines.append("* on the Pareto front: no other network is both more accurate and faster at batch 1; ort i8 / lrt i8: "
+                 "onnxruntime's and LiteRT's own int8 of the same network, batch-1 ms")
     return "\n".join(lines)
 
 
