@@ -155,3 +155,42 @@ def test_sweep_samples_recipes_and_prints_the_best_as_a_train_command(cluster, t
     assert saved["best"]["trial"] == best["trial"] and f"best: {saved['command']}" in r.output
     args = saved["command"].split()[2:]  # a ready `fmnist-edge train` command: its options parse
     assert cli.commands["train"].make_context("train", args).params["optimizer"] == best["optimizer"]
+
+
+def test_a_trial_whose_node_dies_mid_training_finishes_on_the_other_node_from_its_last_epoch(cluster, tmp_path):
+    """Runs last in the module: it kills the worker node (and adds a fresh one back for whatever runs after)."""
+    import threading
+    import time
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    class Hold:  # takes the head's CPU, so the trial can only start on the worker node
+        def ready(self):
+            return True
+
+    head = cluster.head_node.node_id
+    hold = Hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)).remote()
+    ray.get(hold.ready.remote(), timeout=60)
+    out, storage, result = tmp_path / "out", tmp_path / "storage", {}
+    args = ["compare", "--ray", cluster.address, "--cpus-per-trial", "1", "--arch", "tiny", "--epochs", "12",
+            "--limit", "3000", "--bench-seconds", "0.1", "--out", out, "--storage", storage]
+    runner = threading.Thread(target=lambda: result.update(r=_run(*args)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 180
+    while not list(storage.glob("compare/*/checkpoint_*")):  # the first epoch's checkpoint is in the storage
+        assert runner.is_alive() and time.monotonic() < deadline, result.get("r") and result["r"].output
+        time.sleep(0.05)
+    (worker,) = cluster.worker_nodes
+    cluster.remove_node(worker)  # the node running the trial dies mid-training
+    ray.kill(hold)  # the head's CPU is free for the restarted trial
+    runner.join(300)
+    cluster.add_node(num_cpus=1)
+    assert not runner.is_alive(), "compare --ray did not finish"
+    r = result["r"]
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "tiny" / "metadata.json").read_text())
+    assert meta["resumed_at_epoch"] and meta["resumed_at_epoch"] >= 1  # went on from a checkpointed epoch
+    row = json.loads((out / "compare.json").read_text())["rows"][0]
+    assert row["arch"] == "tiny" and row["node"] == head and row["fp32_p50_ms"] > 0  # finished on the head node

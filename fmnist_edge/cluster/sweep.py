@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +80,7 @@ def run(cfg: SweepConfig, *, address: str = "local", cpus_per_trial: int = 1, st
     trial), "trials" (every trial), "best", "command"}; `save` writes it. Storage and `resume` as `compare --ray`."""
     from ..benchmarks.machine import machine
     from . import connect
-    from .tune import fit
+    from .tune import artifact_folder, fit
 
     check_int("--cpus-per-trial", cpus_per_trial)
     out = Path(cfg.out)
@@ -118,10 +117,7 @@ def run(cfg: SweepConfig, *, address: str = "local", cpus_per_trial: int = 1, st
             trials.append({"trial": trial_id, "arch": r.config["arch"], **r.config.get("recipe", {}), "status": status,
                            "accuracy": metrics.get("accuracy"), "node_ip": metrics.get("node_ip")})
             if status == "finished":
-                folder = out / "trials" / trial_id
-                if folder.exists():
-                    shutil.rmtree(folder)
-                r.checkpoint.to_directory(str(folder))
+                artifact_folder(r.checkpoint, r.config["arch"], out / "trials" / trial_id)
                 rows.append({**json.loads(metrics["row"]), "arch": f"{r.config['arch']}/{trial_id}",
                              "network": r.config["arch"], "recipe": r.config.get("recipe", {}), "node_ip": metrics.get("node_ip")})
     judged = [t for t in trials if t["accuracy"] is not None]

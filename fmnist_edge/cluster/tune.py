@@ -1,10 +1,12 @@
 """`compare --ray`: each network of the comparison as a Ray Tune trial, its results and artifact folder in durable storage.
 
 A trial is `studies.compare.run_one` for one architecture with `cpus_per_trial` CPUs, TensorFlow's and OpenVINO's
-thread counts set to match. It works in a folder of its own on its node and hands the folder to Tune as a
-checkpoint after each stage, so a restarted trial (its node died, or the driver was killed and `--resume` goes
-on) starts from the stages already done, and the driver needs no disk shared with the workers: it copies each
-finished trial's folder from the storage into OUT/ARCH and builds the same table as a local `compare`.
+thread counts set to match. It works in a folder of its own on its node (the artifact folder ARCH/ and, while it
+trains, the resume state beside it) and hands that folder to Tune as a checkpoint after each stage and, in a
+compare, after each training epoch, so a restarted trial (its node died, or the driver was killed and `--resume`
+goes on) starts from the stages already done and the last whole epoch. The driver needs no disk shared with the
+workers: it copies each finished trial's artifact folder from the storage into OUT/ARCH and builds the same table
+as a local `compare`. (A sweep's trials report per stage only: ASHA counts reports.)
 Latencies measured on different nodes do not compare: each row names its node and CPU, and `compare --rebench`
 without `--ray` measures every network again on one machine.
 """
@@ -52,21 +54,38 @@ def _trial(config: dict) -> None:
     arch, cpus = config["arch"], config["cpus"]
     _pin_threads(cpus)
     cfg = C.CompareConfig(**{**config["compare"], "archs": (arch,), "resume": True, "threads": cpus})
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-edge-trial-")) / arch
+    work = Path(tempfile.mkdtemp(prefix="fmnist-edge-trial-"))  # ARCH/ and, while training, its resume state
+    folder = work / arch
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a restarted trial: the stages done before
-        checkpoint.to_directory(str(folder))
+    if checkpoint is not None:  # a restarted trial: the stages and the epochs done before
+        checkpoint.to_directory(str(work))
     node = {"node": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
     def stage_done(stage: str) -> None:
         if stage != "bench":  # the last stage's folder goes with the row, below
             accuracy = read_metadata(folder).test_accuracy  # after train: what a scheduler judges a trial by
-            tune.report({"stage": stage, "accuracy": accuracy, **node}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            tune.report({"stage": stage, "accuracy": accuracy, **node}, checkpoint=tune.Checkpoint.from_directory(str(work)))
+
+    def epoch_done(epoch: int) -> None:
+        tune.report({"stage": "train", "epoch": epoch, "accuracy": None, **node},
+                    checkpoint=tune.Checkpoint.from_directory(str(work)))
 
     row = C.run_one(arch, folder, cfg, log=lambda line: print(line, flush=True), on_stage=stage_done,
-                    recipe=config.get("recipe"))
+                    recipe=config.get("recipe"), on_epoch=None if "recipe" in config else epoch_done)
     tune.report({"stage": "done", "accuracy": row["accuracy"], "row": json.dumps(row), **node},
-                checkpoint=tune.Checkpoint.from_directory(str(folder)))
+                checkpoint=tune.Checkpoint.from_directory(str(work)))
+
+
+def artifact_folder(checkpoint, arch: str, folder: Path) -> None:
+    """A finished trial's artifact folder, from its checkpoint in the storage, to `folder` (replaced)."""
+    import tempfile
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fmnist-edge-checkpoint-", dir=folder.parent) as tmp:
+        checkpoint.to_directory(tmp)
+        shutil.move(str(Path(tmp) / arch), str(folder))
 
 
 def _progress(log: Callable[[str], None]):
@@ -75,7 +94,8 @@ def _progress(log: Callable[[str], None]):
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            log(f"{_label(trial)}: {result.get('stage')} done on node {result.get('node_ip')}")
+            what = f"epoch {result['epoch']} checkpointed" if result.get("epoch") else f"{result.get('stage')} done"
+            log(f"{_label(trial)}: {what} on node {result.get('node_ip')}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             log(f"{_label(trial)}: trial failed ({trial.error_file or 'see the storage'})")
@@ -148,10 +168,7 @@ def run(cfg: C.CompareConfig, *, address: str = "local", cpus_per_trial: int = 1
         rows = []
         for arch in archs:
             r = by_arch[arch]
-            folder = out / arch
-            if folder.exists():
-                shutil.rmtree(folder)
-            r.checkpoint.to_directory(str(folder))  # the trial's artifact folder, from the storage
+            artifact_folder(r.checkpoint, arch, out / arch)
             rows.append({**json.loads(r.metrics["row"]), "node": r.metrics["node"], "node_ip": r.metrics["node_ip"]})
     result = C.finish(cfg, archs, rows, log)
     result["ray"] = {"address": address, "storage": path, "cpus_per_trial": cpus_per_trial}

@@ -93,10 +93,11 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], None] = print, tag: str = "",
-            on_stage: Callable[[str], None] | None = None, recipe: dict | None = None) -> dict:
+            on_stage: Callable[[str], None] | None = None, recipe: dict | None = None,
+            on_epoch: Callable[[int], None] | None = None) -> dict:
     """One network's stages into `folder` (those already there kept as `cfg` says) -> its row; `on_stage(stage)`
     after each stage that ran (a Ray trial checkpoints the folder there); `recipe`: training options over the
-    arch's own (a sweep's trial)."""
+    arch's own (a sweep's trial); `on_epoch(n)` after each training epoch's resume state is written."""
     from ..convert import convert
     from ..errors import ConversionError
     from ..train.config import make_config
@@ -112,7 +113,7 @@ def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], No
         if stage == "train":
             train(make_config(arch, epochs=cfg.epochs, time_budget_min=cfg.time_budget_min, limit=cfg.limit,
                               test_limit=cfg.test_limit, data_dir=cfg.data_dir, out=str(folder), **(recipe or {})),
-                  log=_quiet, resume=cfg.keeps(stage))
+                  log=_quiet, resume=cfg.keeps(stage), on_epoch=on_epoch)
         elif stage == "convert":
             try:
                 convert(folder, formats=("openvino", "onnx", "tflite"), precisions=("fp32", "int8"), check=cfg.check,

@@ -97,8 +97,9 @@ def _callback_class():
         """Put last among the callbacks: after every epoch, once early stopping, the plateau schedule and the time
         budget have counted it, writes the state; at the start of a resumed run, puts their counts back."""
 
-        def __init__(self, out: Path, cfg: TrainConfig, early, plateau, budget, state: dict | None):
+        def __init__(self, out: Path, cfg: TrainConfig, early, plateau, budget, state: dict | None, on_epoch=None):
             super().__init__()
+            self.on_epoch = on_epoch  # called with the epoch count after its state is written (a Ray trial's checkpoint)
             self.folder, self.cfg, self.state = folder_for(out), cfg, state
             self.early, self.plateau, self.budget = early, plateau, budget
             self.history: dict[str, list[float]] = dict(state["history"]) if state else {}
@@ -115,6 +116,8 @@ def _callback_class():
                 self.history.setdefault(key, []).append(float(value))
             self._save(epoch + 1, finished=False)
             faults.point("train-epoch-saved")
+            if self.on_epoch is not None:
+                self.on_epoch(epoch + 1)
 
         def on_train_end(self, logs=None):
             # Early stopping (earlier in the list) has put the best weights back: the state of a finished run. An
@@ -147,8 +150,8 @@ def _callback_class():
     return Checkpointer
 
 
-def checkpointer(out: Path, cfg: TrainConfig, early, plateau, budget, state: dict | None):
-    return _callback_class()(out, cfg, early, plateau, budget, state)
+def checkpointer(out: Path, cfg: TrainConfig, early, plateau, budget, state: dict | None, on_epoch=None):
+    return _callback_class()(out, cfg, early, plateau, budget, state, on_epoch)
 
 
 @contextlib.contextmanager

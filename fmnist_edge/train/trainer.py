@@ -89,12 +89,13 @@ def splits(cfg: TrainConfig) -> Splits:
                   ds.x_test[:n_test], ds.y_test[:n_test])
 
 
-def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False, on_epoch=None) -> dict:
     """Train `cfg.arch`, evaluate on the test set, and write the artifact folder atomically. Returns metadata.
 
     `strategy`: a tf.distribute strategy to train under instead of the one select_strategy picks for
     `cfg.device` (e.g. a MirroredStrategy over chosen devices). `resume`: go on from the state an interrupted
-    run of the same config left after its last whole epoch (train/resume.py), if there is one."""
+    run of the same config left after its last whole epoch (train/resume.py), if there is one. `on_epoch(n)`: called
+    after epoch n's resume state is written beside `cfg.out` (a Ray trial hands it to Tune as a checkpoint)."""
     t_start = time.perf_counter()
     out = Path(cfg.out)
     check_out_dir(out)
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False) -> d
     val_ds = make_dataset(sp.x_val, sp.y_val, 512, False, False, cfg.seed)
 
     with atomic_dir(out) as stage:
-        callbacks, saver = _callbacks(keras, cfg, out, steps, schedule, t_start, state, log)
+        callbacks, saver = _callbacks(keras, cfg, out, steps, schedule, t_start, state, log, on_epoch)
         if state:
             with strategy.scope():
                 checkpoints.restore_weights(model, state)
@@ -190,7 +191,8 @@ def resume_state(out: Path, cfg: TrainConfig, log) -> dict | None:
     return state
 
 
-def _callbacks(keras, cfg: TrainConfig, out: Path, steps: int, schedule, t_start: float, state: dict | None, log):
+def _callbacks(keras, cfg: TrainConfig, out: Path, steps: int, schedule, t_start: float, state: dict | None, log,
+               on_epoch=None):
     """(the callbacks, the checkpointer, which holds the others: .early, .plateau, .budget): best weights kept, the
     schedule's end moved to what fits the budget, and the state saved after every epoch so that an interrupted
     run can be resumed."""
@@ -202,7 +204,7 @@ def _callbacks(keras, cfg: TrainConfig, out: Path, steps: int, schedule, t_start
     if cfg.time_budget_min:
         budget = time_budget(cfg.time_budget_min * 60, cfg.epochs, steps, schedule, log=log, started=t_start,
                              reserve_s=FINISH_RESERVE_S)
-    saver = checkpoints.checkpointer(out, cfg, early, plateau, budget, state)  # last: it saves what the others counted
+    saver = checkpoints.checkpointer(out, cfg, early, plateau, budget, state, on_epoch)  # last: it saves what the others counted
     return [c for c in (early, plateau, budget, saver) if c is not None], saver
 
 
