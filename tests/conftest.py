@@ -73,3 +73,20 @@ def url(clf):
 
     with live_server(create_app(clf, admin_token=ADMIN_TOKEN)) as base:
         yield base
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """moto's S3 server on 127.0.0.1 for one test, the AWS variables pointing at it, bucket `shop` made."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    from live import S3Server
+
+    from fmnist_edge.store import _filesystem
+
+    server = S3Server().start()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    _filesystem("s3://shop")[0].mkdir("shop")
+    yield server
+    server.stop()

@@ -8,7 +8,7 @@ import os
 import urllib.request
 
 import pytest
-from live import S3Server, wait_for
+from live import wait_for
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -20,20 +20,9 @@ from fmnist_edge.faults import FAIL_ENV  # noqa: E402
 from fmnist_edge.harness.fleet import Load, rollouts, start_kiosks, wait_serving  # noqa: E402
 from fmnist_edge.harness.load import stop_server  # noqa: E402
 from fmnist_edge.runtime import to_model_input  # noqa: E402
-from fmnist_edge.store import _filesystem  # noqa: E402
 
-URI = "s3://fleet/models"
+URI = "s3://shop/fleet"  # the bucket the `s3` fixture (conftest.py) makes
 TOKEN = "fleet-admin-token-0123456789abcdef"
-
-
-@pytest.fixture
-def store(monkeypatch):
-    server = S3Server().start()
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    _filesystem("s3://fleet")[0].mkdir("fleet")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def _health(port: int) -> dict:
     return json.loads(_get(port, "/health"))
 
 
-def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_request(converted, store, image, tmp_path):
+def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_request(converted, s3, image, tmp_path):
     publish(converted, URI)
     kiosks = start_kiosks(URI, [tmp_path / "kiosk-a", tmp_path / "kiosk-b"], dict(os.environ), "--poll-seconds", "0.5")
     ports = [port for _, port in kiosks]
@@ -73,7 +62,7 @@ def test_two_kiosks_take_five_rollouts_from_s3_under_load_without_a_failed_reque
         assert "6" in result["versions"][port] and "1" in result["versions"][port]
 
 
-def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted, store, image, tmp_path):
+def test_a_canary_that_fails_is_rolled_back_and_a_good_one_is_promoted(converted, s3, image, tmp_path):
     publish(converted, URI)
     env = {**os.environ, FAIL_ENV: "2"}  # version 2 passes its gates, then fails every request it serves
     token = tmp_path / "admin.token"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from live import S3Server, wait_for
+from live import wait_for
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -20,17 +20,6 @@ from fmnist_edge.harness.load import serving_version, start_server, stop_server 
 from fmnist_edge.runtime import Classifier  # noqa: E402
 from fmnist_edge.serve.remote import RemoteRepository  # noqa: E402
 from fmnist_edge.store import READY, STAGE, _filesystem  # noqa: E402
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    server = S3Server().start()
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    fs, _ = _filesystem("s3://shop")
-    fs.mkdir("shop")
-    yield server
-    server.stop()
 
 
 def _publish(artifacts, uri) -> str:

@@ -3,7 +3,6 @@ racing or killed publishes leave (claims on moto's S3 server, stale prefixes in 
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from live import S3Server, free_port, wait_for, wait_listening
+from live import free_port, private_ca, wait_for, wait_listening
 
 pytest.importorskip("fsspec")
 pytest.importorskip("aiohttp")
@@ -47,50 +46,13 @@ def _index(folder: Path) -> list[int]:
 
 # --- https:// through nginx -------------------------------------------------------------------------------------
 
-def _private_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 that it signed -> (ca.pem, server.pem, server.key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fmnist-edge test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 class Nginx:
     """Debian's nginx serving the folder `root` over HTTPS on 127.0.0.1, its config, pid, logs and temp files in
     `home`; one process (master_process off) so that it reads whatever the test's user can read."""
 
     def __init__(self, root: Path, home: Path):
         home.mkdir(parents=True, exist_ok=True)
-        self.ca, cert, key = _private_ca(home)
+        self.ca, cert, key = private_ca(home)
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.home, self.conf, self.proc = home, home / "nginx.conf", None
@@ -175,7 +137,7 @@ def test_a_kiosk_serves_an_https_repository_through_nginx_and_keeps_serving_when
         repo.poll()
         assert repo.current == "2" and repo.failures == 1
         assert sum(f"cannot read {uri}" in line for line in lines) == 1, lines
-        until = time.monotonic() + 2.5  # the kiosk process polls every second: 2.5 s spans failed polls
+        until = time.monotonic() + 2.5  # the kiosk process polls every 0.5 s: 2.5 s spans failed polls
         while time.monotonic() < until:
             assert _version(port) == "2"
             time.sleep(0.1)
@@ -230,19 +192,6 @@ def test_a_publish_sweeps_stale_unready_versions_keeps_fresh_ones_and_never_reus
     assert _index(folder) == [1, 4]
     assert sorted(p.name for p in (base / "4").iterdir()) == [READY, "golden.json", "manifest.json", "model.bin", "model.xml"]
     assert _publish(converted, uri) and _index(folder) == [1, 4, 5]  # 2's claim stays: numbers are never reused
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto")
-    server = S3Server().start()
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    fs, _ = _filesystem("s3://shop")
-    fs.mkdir("shop")
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("scheme", ["s3", "file"])
