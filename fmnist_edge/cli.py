@@ -164,6 +164,9 @@ RECIPE = "{} or the arch's recipe's"
 @_from(TrainConfig, "limit", help="Train on a stratified subset of N training images.", merged="all")
 @_from(TrainConfig, "test_limit", help="Evaluate on the first N test images only.", merged="all")
 @_from(TrainConfig, "val_fraction", help="Validation share of the training set.", merged=RECIPE)
+@_from(TrainConfig, "label_smoothing", help="Label smoothing of the loss.", merged=RECIPE)
+@_from(TrainConfig, "ema", help="Keep a moving average of the weights with this momentum per step and end with it "
+       "(0: off).", merged=RECIPE)
 @click.option("--no-augment", is_flag=True, help="Turn data augmentation off.")
 @click.option("--quick", is_flag=True, help=f"Short budget ({RECIPES['quick']['epochs']} epochs), what the demo uses.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")

@@ -200,3 +200,23 @@ def test_a_short_run_saves_a_model_as_good_as_it_trained(tmp_path):
                  log=lambda *_: None)
     trained = json.loads((out / "history.json").read_text())["accuracy"][-1]  # under augmentation and dropout
     assert meta["test"]["accuracy"] >= max(0.5, trained - 0.05), (meta["test"]["accuracy"], trained)
+
+
+@pytest.mark.slow
+def test_ema_ends_with_the_weights_moving_average(tmp_path):
+    """With momentum 0.999 over 16 steps the moving average is still close to the first step's weights, so the
+    saved model must be far worse than the same run's own weights: proof that the average replaced them."""
+    from fmnist_edge.train.config import make_config
+    from fmnist_edge.train.trainer import train
+
+    def run(ema: float) -> float:
+        cfg = make_config("tiny", epochs=1, limit=2000, test_limit=500, out=str(tmp_path / f"ema{ema}"),
+                          time_budget_min=0, warmup_epochs=0, ema=ema)
+        lines: list[str] = []
+        meta = train(cfg, log=lines.append)
+        assert any("moving average" in line for line in lines) == bool(ema)
+        assert meta["config"]["ema"] == ema
+        return meta["test"]["accuracy"]
+
+    raw, averaged = run(0.0), run(0.999)
+    assert raw > 0.5 and averaged < raw - 0.2, (raw, averaged)

@@ -38,6 +38,8 @@ class TrainConfig:
     weight_decay: float = bounded(OPTIMIZER_DEFAULTS["adamw"]["weight_decay"], 0, 1, hi_open=True)
     warmup_epochs: float = bounded(1.0, 0)
     label_smoothing: float = bounded(0.1, 0, 1, hi_open=True)
+    # momentum of a moving average of the weights per step (Keras' use_ema), which replaces them after training; 0 = off
+    ema: float = bounded(0.0, 0, 1, hi_open=True, label="EMA momentum")
     augment: bool = True  # random shifts (2 px), horizontal flips, random erasing
     erase_prob: float = bounded(0.5, 0, 1, label="erase probability")  # random-erasing probability when augmenting
     val_fraction: float = bounded(0.1, 0, 0.5, lo_open=True, hi_open=True, label="validation fraction")

@@ -40,13 +40,14 @@ RECALIBRATE_BN = True  # bnstats.recalibrate after fit (off only to measure what
 
 def _optimizer(keras, cfg: TrainConfig, steps_per_epoch: int):
     """The optimizer and its learning-rate schedule (None for adam: a constant rate, halved on plateaus)."""
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(cfg.learning_rate), None
+        return keras.optimizers.Adam(cfg.learning_rate, **ema), None
     total = max(1, cfg.epochs * steps_per_epoch)
     schedule = warmup_cosine(cfg.learning_rate, min(int(cfg.warmup_epochs * steps_per_epoch), total - 1), total)
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay), schedule
-    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay), schedule
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **ema), schedule
+    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema), schedule
 
 
 def check_out_dir(out: Path) -> None:
@@ -136,6 +137,10 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False, on_e
                 with checkpoints.stop_on_interrupt(saver, log):
                     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
                               callbacks=callbacks, verbose=2)
+        if cfg.ema:  # the moving average replaces the weights (after early stopping restored its best epoch's)
+            with strategy.scope():
+                model.optimizer.finalize_variable_values(model.trainable_variables)
+            log(f"weights: their moving average over the training steps (momentum {cfg.ema:g})")
         wall = (state["train_s"] if state else 0.0) + time.perf_counter() - t0
         history = {k: vals for k, vals in saver.history.items() if k != "learning_rate"}
         layout = artifact.Layout(stage)
