@@ -138,6 +138,46 @@ def test_compare_on_ray_resumes_without_training_finished_trials_again(cluster, 
     assert r.exit_code == 1 and "give the same --arch" in r.output
 
 
+def test_a_killed_driver_resumes_without_training_its_finished_trials_again(cluster, tmp_path):
+    """`compare --ray` in its own process, SIGKILLed once a trial has finished: `--resume` keeps that trial's
+    result and artifacts (it is not trained again) and finishes the other one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, storage, log = tmp_path / "out", tmp_path / "storage", tmp_path / "driver.log"
+    args = ["compare", "--ray", cluster.address, "--cpus-per-trial", "1", "--arch", "tiny,cnn1", "--epochs",
+            "2", "--limit", "1000", "--bench-seconds", "0.1", "--out", out, "--storage", storage]
+    with open(log, "wb") as sink:
+        driver = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", *map(str, args)], stdout=sink,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while " done done on node" not in log.read_text():  # a trial's last report, with its finished folder
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finished = [a for a in ("tiny", "cnn1") if f"{a}: done done on node" in log.read_text()]
+    assert finished and not (out / "compare.json").exists()
+    trained = {}  # the finished trials' training records, as their last checkpoints in the storage hold them
+    for arch in finished:
+        newest = max(storage.glob(f"compare/*/checkpoint_*/{arch}/metadata.json"), key=lambda p: p.parent.parent.name)
+        trained[arch] = newest.read_bytes()
+    r = _run(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "going on with" in r.output
+    for arch, record in trained.items():  # not trained again: the same record, its training time included
+        assert (out / arch / "metadata.json").read_bytes() == record
+    rows = {row["arch"]: row for row in json.loads((out / "compare.json").read_text())["rows"]}
+    assert set(rows) == {"tiny", "cnn1"}
+    assert all(row["epochs_run"] == 2 and row["fp32_p50_ms"] > 0 for row in rows.values())
+    assert all((out / a / "manifest.json").is_file() for a in rows)
+
+
 def test_sweep_samples_recipes_and_prints_the_best_as_a_train_command(cluster, tmp_path):
     out = tmp_path / "sweep"
     r = _run("sweep", "--ray", cluster.address, "--arch", "tiny", "--num-samples", "2", "--epochs", "1", "--limit", "600",

@@ -24,6 +24,13 @@ from ..studies import compare as C
 from . import root_cause
 
 EXPERIMENT = "compare"  # the Tune experiment's folder under --storage
+# A driver killed between deleting a trial's older checkpoint and saving the experiment's state (every 10 s by
+# default) leaves a state that names a deleted checkpoint, and `--resume` cannot restore that trial (measured: a
+# driver SIGKILLed as a tiny trial finished). So the state is saved every STATE_PERIOD_S and each trial keeps its
+# KEEP_CHECKPOINTS newest: the one the state names is among them unless a trial checkpoints that many times in
+# STATE_PERIOD_S.
+STATE_PERIOD_S = 2
+KEEP_CHECKPOINTS = 3
 
 
 def _pin_threads(cpus: int) -> None:
@@ -113,7 +120,10 @@ def fit(ray, path: str, space: dict, *, cpus_per_trial: int, resume: bool, log: 
     `same(stored results)` says whether a stored run is the one asked for; `differs` is the advice when not."""
     from ray import tune
 
+    import os
+
     storage, name = path.rsplit("/", 1)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))  # read when the run starts, below
     trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
     if tune.Tuner.can_restore(path):
         if not resume:
@@ -127,7 +137,7 @@ def fit(ray, path: str, space: dict, *, cpus_per_trial: int, resume: bool, log: 
             trainable, param_space=space, tune_config=tune_config or tune.TuneConfig(reuse_actors=False),
             run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=2),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                                       callbacks=[_progress(log)]),
         )
     log(f"trials on Ray, {cpus_per_trial} CPU each, results in {path}")
