@@ -1,8 +1,9 @@
 """`fmnist-edge sweep`: a Ray Tune search over the registry's networks and their training recipe.
 
 Each trial is one network trained with a sampled recipe (optimizer, learning rate, weight decay, batch size,
-augmentation), then converted and benched like a `compare` row (`tune._trial`). ASHA judges every trial by its
-test accuracy once it is trained and stops the hopeless ones before they are converted and benched. The output is
+augmentation, label smoothing, a moving average of the weights), then converted and benched like a `compare` row
+(`tune._trial`). ASHA judges every trial by its test accuracy once it is trained and stops the hopeless ones before
+they are converted and benched. The output is
 compare's table and Pareto plot over the finished trials, the table of every trial, and the best recipe as a
 ready `fmnist-edge train` command.
 """
@@ -60,13 +61,15 @@ def _space(tune, cfg: SweepConfig) -> dict:
     return {"arch": tune.choice(archs),
             "recipe": {"optimizer": tune.choice(["adamw", "sgd", "adam"]), "learning_rate": tune.loguniform(1e-4, 3e-2),
                        "weight_decay": tune.loguniform(1e-5, 1e-2), "batch_size": tune.choice([64, 128, 256]),
-                       "augment": tune.choice([True, False])}}
+                       "augment": tune.choice([True, False]), "label_smoothing": tune.uniform(0.0, 0.2),
+                       "ema": tune.choice([0.0, 0.999])}}
 
 
 def train_command(arch: str, recipe: dict, epochs: int | None) -> str:
     """The recipe as a ready `fmnist-edge train` command (on the whole training set)."""
     opts = {"--optimizer": recipe.get("optimizer"), "--lr": recipe.get("learning_rate"),
-            "--weight-decay": recipe.get("weight_decay"), "--batch-size": recipe.get("batch_size"), "--epochs": epochs}
+            "--weight-decay": recipe.get("weight_decay"), "--batch-size": recipe.get("batch_size"),
+            "--label-smoothing": recipe.get("label_smoothing"), "--ema": recipe.get("ema") or None, "--epochs": epochs}
     parts = [f"fmnist-edge train --arch {arch}"] + [f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in opts.items() if v is not None]
     if recipe.get("augment") is False:
@@ -124,7 +127,7 @@ def run(cfg: SweepConfig, *, address: str = "local", cpus_per_trial: int = 1, st
     if not judged:
         raise ConfigError(f"no trial of the sweep in {path} trained a network (see the trials' errors there)")
     best = max(judged, key=lambda t: t["accuracy"])
-    recipe = {k: best[k] for k in GRID.keys() | {"weight_decay", "batch_size"} if k in best}
+    recipe = {k: best[k] for k in GRID.keys() | {"weight_decay", "batch_size", "label_smoothing", "ema"} if k in best}
     return {"machine": machine(), "config": {**dataclasses.asdict(cfg), "archs": list(cfg.architectures)},
             "ray": {"address": address, "storage": path, "cpus_per_trial": cpus_per_trial},
             "rows": rows, "trials": trials, "best": best, "command": train_command(best["arch"], recipe, cfg.epochs)}
@@ -136,12 +139,13 @@ TRIAL_COLUMNS = ("trial", "arch", "optimizer", "learning_rate", "weight_decay", 
 
 def trials_table(result: dict) -> str:
     """Every trial, best first: its network, recipe, status and test accuracy."""
-    head = f"{'trial':<13}{'arch':<16}{'optimizer':<10}{'lr':>9}{'wd':>9}{'batch':>7}{'augment':>9}{'accuracy':>10}  status"
+    head = (f"{'trial':<13}{'arch':<16}{'optimizer':<10}{'lr':>9}{'wd':>9}{'batch':>7}{'augment':>9}{'smooth':>8}{'ema':>7}"
+            f"{'accuracy':>10}  status")
     lines = [head]
     for t in sorted(result["trials"], key=lambda t: -(t["accuracy"] or 0)):
         lines.append(f"{t['trial']:<13}{t['arch']:<16}{t.get('optimizer') or '-':<10}{_f(t.get('learning_rate'), '.2g'):>9}"
                      f"{_f(t.get('weight_decay'), '.2g'):>9}{_f(t.get('batch_size'), 'd'):>7}{str(t.get('augment', '-')):>9}"
-                     f"{_pct(t['accuracy']):>10}  {t['status']}")
+                     f"{_f(t.get('label_smoothing'), '.2f'):>8}{_f(t.get('ema'), 'g'):>7}{_pct(t['accuracy']):>10}  {t['status']}")
     return "\n".join(lines)
 
 
