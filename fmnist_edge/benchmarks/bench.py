@@ -122,7 +122,7 @@ TARGETS = {
     **{name: (None if p == "fp16" else target) for p in LIKE_FOR_LIKE
        for name, target in ((_latency_name(p), ("<=", 1.0)), (_throughput_name(p), (">=", 1.0)))},
     "openvino_latency_vs_best_peer": ("<=", 1.0),
-    "openvino_latency_vs_benchmark_app": ("<=", 1.25),
+    "openvino_latency_vs_benchmark_app": ("<=", 1.10),  # fp32 `predict` against OpenVINO's own C++ loop (issue 30)
     "openvino_vs_tensorflow_throughput": (">=", 3),
     "openvino_fp32_vs_tensorflow_throughput": None,
     "openvino_throughput_vs_benchmark_app": (">=", 0.9),
