@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,6 @@ def _pin_threads(cpus: int) -> None:
 def _trial(config: dict) -> None:
     """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each stage.
     config: "arch", "cpus", "compare" (CompareConfig's fields) and, in a sweep, "recipe" (training options)."""
-    import os
     import tempfile
 
     import ray
@@ -119,8 +119,6 @@ def fit(ray, path: str, space: dict, *, cpus_per_trial: int, resume: bool, log: 
     (finished trials kept, unfinished and failed ones going on from their last checkpoint) -> its ResultGrid.
     `same(stored results)` says whether a stored run is the one asked for; `differs` is the advice when not."""
     from ray import tune
-
-    import os
 
     storage, name = path.rsplit("/", 1)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))  # read when the run starts, below
