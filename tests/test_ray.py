@@ -145,7 +145,8 @@ def test_a_killed_driver_resumes_without_training_its_finished_trials_again(clus
     import signal
     import subprocess
     import sys
-    import time
+
+    from live import wait_for
 
     out, storage, log = tmp_path / "out", tmp_path / "storage", tmp_path / "driver.log"
     args = ["compare", "--ray", cluster.address, "--cpus-per-trial", "1", "--arch", "tiny,cnn1", "--epochs",
@@ -153,11 +154,9 @@ def test_a_killed_driver_resumes_without_training_its_finished_trials_again(clus
     with open(log, "wb") as sink:
         driver = subprocess.Popen([sys.executable, "-m", "fmnist_edge.cli", *map(str, args)], stdout=sink,
                                   stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while " done done on node" not in log.read_text():  # a trial's last report, with its finished folder
-            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    try:  # until a trial's last report, with its finished folder, is in (the driver alive meanwhile)
+        wait_for(lambda: " done done on node" in log.read_text() or driver.poll() is not None, "a finished trial", 240)
+        assert driver.poll() is None, log.read_text()
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
