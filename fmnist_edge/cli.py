@@ -23,6 +23,7 @@ from .serve.server import MAX_CONNECTIONS
 from .studies.compare import CompareConfig
 from .train.config import DEVICES, OPTIMIZER_DEFAULTS, RECIPES, TrainConfig
 from .train.config import PRECISIONS as TRAIN_PRECISIONS
+from .train.models import ACTIVATIONS
 
 
 class Group(click.Group):
@@ -167,6 +168,11 @@ RECIPE = "{} or the arch's recipe's"
 @_from(TrainConfig, "label_smoothing", help="Label smoothing of the loss.", merged=RECIPE)
 @_from(TrainConfig, "ema", help="Keep a moving average of the weights with this momentum per step and end with it "
        "(0: off).", merged=RECIPE)
+@_from(TrainConfig, "width", help="Scale every convolution's filters and hidden dense layer's units.", merged="{}")
+@_from(TrainConfig, "activation", type=click.Choice(ACTIVATIONS), merged="the network's own",
+       help="Put this activation in every hidden layer.")
+@_from(TrainConfig, "dropout", help="Rate of every dropout layer (a network without one gets one before its "
+       "classifier).", merged="the network's own")
 @click.option("--no-augment", is_flag=True, help="Turn data augmentation off.")
 @click.option("--quick", is_flag=True, help=f"Short budget ({RECIPES['quick']['epochs']} epochs), what the demo uses.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
@@ -584,6 +590,9 @@ def compare(sweep, ray, cpus_per_trial, storage, **opts):
               help="How recipes are picked; optuna needs `pip install optuna`.")
 @click.option("--time-budget", "time_budget_min", type=click.FloatRange(0, 100_000), default=0, show_default=True,
               metavar="MINUTES", help="For the whole sweep (0: none); trials still running then are stopped.")
+@click.option("--early-stop/--no-early-stop", default=True, show_default=True,
+              help="ASHA stops the trials whose validation accuracy falls behind after an epoch; off: every trial runs "
+                   "to its end.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs at most per trial [default: each recipe's].")
 @click.option("--limit", type=click.IntRange(min=100), default=None, help="Train each trial on N images [default: all].")
 @click.option("--bench-seconds", type=click.FloatRange(0.1, 600), default=2.0, show_default=True, help="How long each latency is measured.")
@@ -595,8 +604,9 @@ def compare(sweep, ray, cpus_per_trial, storage, **opts):
               help="Folder: compare.json/.csv/.png over the finished trials, trials.json/.csv, trials/ID artifact folders.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the Fashion-MNIST files.")
 def sweep(ray, cpus_per_trial, storage, resume, **opts):
-    """Search the registry's networks and their training recipe on Ray Tune (ASHA stops hopeless trials after
-    training), print compare's table over the finished trials, every trial, and the best as a `train` command."""
+    """Search the registry's networks, reshaped, and their training recipe on Ray Tune (ASHA stops hopeless trials
+    between epochs), print compare's table over the finished trials, every trial, and the best (by validation
+    accuracy) as a `train` command."""
     from .cluster import sweep as S
 
     result = S.run(S.SweepConfig(**opts), address=ray, cpus_per_trial=cpus_per_trial, storage=storage, resume=resume,

@@ -77,7 +77,8 @@ def test_click_defaults_and_ranges_are_the_dataclass_ones(command, config):
         # train's are merged with the arch's recipe, then checked as one config: None (not given), the help says the rest
         merged = command == "train" and param.default is None and (field.default is not None or rng is not None)
         if merged:
-            assert f"[default: {'all' if field.default is None else _shown(field.default)}" in param.help, param.name
+            # None: what the option's absence means, in words ("all", "the network's own")
+            assert ("[default: " if field.default is None else f"[default: {_shown(field.default)}") in param.help, param.name
             assert rng is None or str(rng) in param.help, param.name
             assert not isinstance(param.type, (click.IntRange, click.FloatRange)), param.name
             continue

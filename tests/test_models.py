@@ -39,6 +39,33 @@ def test_default_is_small_for_edge_cpus():
     assert macs(model) < 60_000_000
 
 
+def _kinds(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_any_network_reshapes_by_width_activation_and_dropout_with_its_classifier_kept():
+    plain, wide = create_model("edgenet"), create_model("edgenet", width=0.5, activation="swish", dropout=0.1)
+    convs = [layer for layer in wide.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [16, 40, 40, 88, 88]  # 32, 80, 80, 176, 176 halved
+    assert "ReLU" not in _kinds(wide) and _kinds(wide).count("Activation") == _kinds(plain).count("ReLU") + 1  # + softmax
+    assert all(layer.rate == 0.1 for layer in wide.layers if type(layer).__name__ == "Dropout")
+    assert wide.layers[-2].units == 10 and wide.layers[-2].get_config()["activation"] == "linear"
+    assert wide.count_params() < plain.count_params() / 3 and macs(wide) < macs(plain) / 3
+    probs = np.asarray(wide(np.zeros((2, 28, 28, 1), np.float32), training=False))
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+    # inline activations are replaced, a linear hidden layer stays linear, a network without dropout gets one
+    leaky = create_model("cnn2_leaky", activation="tanh", dropout=0.2)
+    dense = [layer for layer in leaky.layers if type(layer).__name__ == "Dense"]
+    assert [d.get_config()["activation"] for d in dense] == ["linear", "linear"]  # the report's linear dense 128
+    assert "LeakyReLU" not in _kinds(leaky) and _kinds(leaky)[-3:] == ["Dropout", "Dense", "Activation"]
+    mlp = create_model("mlp_tanh", width=2.0, activation="relu")
+    assert [d.units for d in mlp.layers if type(d).__name__ == "Dense"] == [100, 100, 10]
+    assert [d.get_config()["activation"] for d in mlp.layers if type(d).__name__ == "Dense"] == ["relu", "relu", "linear"]
+    assert "Dropout" not in _kinds(mlp)  # no dropout asked for: none added
+    assert create_model("edgenet", width=1.0).count_params() == plain.count_params()
+
+
 def test_unknown_arch_lists_known_names():
     with pytest.raises(UnknownModelError, match="known: .*edgenet.*tiny"):
         create_model("resnet9000")
@@ -53,6 +80,9 @@ def test_unknown_arch_lists_known_names():
         ({"val_fraction": 0.9}, "validation fraction"),
         ({"limit": 5}, "limit must be >= 100"),
         ({"device": "tpu"}, "device must be one of"),
+        ({"width": 0.0}, "width multiplier must be in"),
+        ({"activation": "softmax"}, "activation must be one of"),
+        ({"dropout": 1.0}, "dropout rate must be in"),
         ({"colour": "red"}, "unknown training option"),
     ],
 )

@@ -9,6 +9,7 @@ joins that cluster; a driver that is already connected (a test's cluster, a note
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
 
@@ -47,6 +48,31 @@ def root_cause(exc: BaseException) -> str:
         if before:
             return before[-1][:300]
     return f"{type(seen).__name__}: {first_line(seen, 300)}"
+
+
+def filesystem(uri: str):
+    """A remote location (s3://bucket/prefix, gs://..., ...) -> (pyarrow filesystem, path in it) that travels to
+    Ray's workers whole, or (None, uri) for a local path. For S3 the endpoint, region and keys come from this
+    process's standard AWS variables (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, ...) where they are
+    set, so workers started without them (a MinIO endpoint, a test's server) reach the same store."""
+    if "://" not in uri:
+        return None, uri
+    import pyarrow
+    import pyarrow.fs as pafs
+
+    scheme, _, path = uri.partition("://")
+    if scheme in ("s3", "s3a"):
+        env = os.environ.get
+        options = {"endpoint_override": env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
+                   "region": env("AWS_REGION") or env("AWS_DEFAULT_REGION"), "access_key": env("AWS_ACCESS_KEY_ID"),
+                   "secret_key": env("AWS_SECRET_ACCESS_KEY"), "session_token": env("AWS_SESSION_TOKEN")}
+        if not (options["access_key"] and options["secret_key"]):  # the workers' own credentials (an IAM role)
+            options.update(access_key=None, secret_key=None, session_token=None)
+        return pafs.S3FileSystem(**{k: v for k, v in options.items() if v}), path.rstrip("/")
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise ClusterError(f"cannot open {uri}: {first_line(exc)}") from None
 
 
 @contextlib.contextmanager

@@ -20,12 +20,12 @@ from ..artifact import MANIFEST, Layout
 from ..contract import IMAGE_SIZE, NUM_CLASSES
 from ..errors import ClusterError, ImageNotFoundError, first_line
 from ..runtime.decode import EXTENSIONS
-from . import root_cause
+from . import filesystem, root_cause
 
 
-def _prepare(batch: dict, polarity: str) -> dict:
+def _prepare(batch: dict, polarity: str, scheme: str = "") -> dict:
     """A CPU task: encoded files -> dataset-form pixels uint8 (n, 28, 28) and an error per file ("" when ok: a
-    column of None only would reach the next step as NaN)."""
+    column of None only would reach the next step as NaN); `scheme` ("s3://") goes back in front of remote paths."""
     from ..runtime.preprocess import prepare
 
     pixels = np.zeros((len(batch["path"]), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
@@ -37,7 +37,7 @@ def _prepare(batch: dict, polarity: str) -> dict:
             errors.append("")
         except Exception as exc:  # noqa: BLE001 - a bad file is a row with its error, never the end of the run
             errors.append(getattr(exc, "reason", None) or first_line(exc))
-    return {"path": np.asarray(batch["path"], dtype=object), "pixels": pixels, "error": np.asarray(errors, dtype=str)}
+    return {"path": np.asarray([scheme + p for p in batch["path"]], dtype=object), "pixels": pixels, "error": np.asarray(errors, dtype=str)}
 
 
 class _Classify:
@@ -112,20 +112,24 @@ def run(source: str, out: str | os.PathLike, model_dir: str | os.PathLike = "art
     chosen = Classifier.load(model_dir, precision=precision, device=device).precision  # a bad model fails here, once
     files = model_files(model_dir, chosen)
     out = str(Path(out).resolve()) if "://" not in str(out) else str(out)
+    out_fs, out_path = filesystem(out)  # remote ones travel to the workers with their endpoint and keys
+    source_fs, source_path = filesystem(str(Path(source).resolve()) if "://" not in str(source) else str(source))
     with connect(address) as ray:
         import pyarrow.dataset as pads
 
-        source_path = str(Path(source).resolve()) if "://" not in str(source) else str(source)
         try:
-            ds = ray.data.read_binary_files(source_path, include_paths=True, file_extensions=[e[1:] for e in EXTENSIONS])
-            ds = ds.map_batches(_prepare, fn_kwargs={"polarity": polarity}, batch_size=batch_size, num_cpus=1)
+            ds = ray.data.read_binary_files(source_path, include_paths=True, file_extensions=[e[1:] for e in EXTENSIONS],
+                                            filesystem=source_fs)
+            scheme = str(source).partition("://")[0] + "://" if source_fs is not None else ""
+            ds = ds.map_batches(_prepare, fn_kwargs={"polarity": polarity, "scheme": scheme}, batch_size=batch_size,
+                                num_cpus=1)
             ds = ds.map_batches(_Classify, batch_size=batch_size, num_cpus=cpus_per_actor,
                                 fn_constructor_kwargs={"files": files, "precision": chosen, "device": device,
                                                        "top_k": top_k, "threads": cpus_per_actor},
                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
             log(f"classifying {source} on Ray ({chosen}) into {out}")
-            ds.write_parquet(out, mode=ray.data.SaveMode.OVERWRITE)  # a rerun replaces, never mixes in, old rows
+            ds.write_parquet(out_path, filesystem=out_fs, mode=ray.data.SaveMode.OVERWRITE)  # a rerun replaces old rows
         except ray.exceptions.RayError as exc:
             raise ClusterError(f"the Ray run over {source} failed: {root_cause(exc)}") from None
-    errors = pads.dataset(out, format="parquet").to_table(columns=["error"]).column("error")
+    errors = pads.dataset(out_path, format="parquet", filesystem=out_fs).to_table(columns=["error"]).column("error")
     return {"images": len(errors), "errors": len(errors) - errors.null_count, "out": out, "precision": chosen}

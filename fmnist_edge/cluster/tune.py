@@ -2,11 +2,11 @@
 
 A trial is `studies.compare.run_one` for one architecture with `cpus_per_trial` CPUs, TensorFlow's and OpenVINO's
 thread counts set to match. It works in a folder of its own on its node (the artifact folder ARCH/ and, while it
-trains, the resume state beside it) and hands that folder to Tune as a checkpoint after each stage and, in a
-compare, after each training epoch, so a restarted trial (its node died, or the driver was killed and `--resume`
+trains, the resume state beside it) and hands that folder to Tune as a checkpoint after each training epoch and
+each stage, so a restarted trial (its node died, or the driver was killed and `--resume`
 goes on) starts from the stages already done and the last whole epoch. The driver needs no disk shared with the
 workers: it copies each finished trial's artifact folder from the storage into OUT/ARCH and builds the same table
-as a local `compare`. (A sweep's trials report per stage only: ASHA counts reports.)
+as a local `compare`.
 Latencies measured on different nodes do not compare: each row names its node and CPU, and `compare --rebench`
 without `--ray` measures every network again on one machine.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import ClusterError, ConfigError, check_int
 from ..studies import compare as C
-from . import root_cause
+from . import filesystem, root_cause
 
 EXPERIMENT = "compare"  # the Tune experiment's folder under --storage
 # A driver killed between deleting a trial's older checkpoint and saving the experiment's state (every 10 s by
@@ -49,14 +49,16 @@ def _pin_threads(cpus: int) -> None:
 
 
 def _trial(config: dict) -> None:
-    """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each stage.
-    config: "arch", "cpus", "compare" (CompareConfig's fields) and, in a sweep, "recipe" (training options)."""
+    """One network's train, convert and bench in a Tune trial; the folder is checkpointed after each training epoch
+    and each stage. config: "arch", "cpus", "compare" (CompareConfig's fields) and, in a sweep, "recipe" (training
+    options). Every report carries `val_accuracy` (a scheduler's and a search's metric): an epoch's report its
+    epoch's (with `epoch`, the scheduler's clock), a stage's the run's best; the last report adds test `accuracy`."""
     import tempfile
 
     import ray
     from ray import tune
 
-    from ..artifact import read_metadata
+    from ..artifact import read_history, read_metadata
 
     arch, cpus = config["arch"], config["cpus"]
     _pin_threads(cpus)
@@ -68,19 +70,21 @@ def _trial(config: dict) -> None:
         checkpoint.to_directory(str(work))
     node = {"node": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
+    def report(metrics: dict) -> None:
+        tune.report({**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(work)))
+
     def stage_done(stage: str) -> None:
         if stage != "bench":  # the last stage's folder goes with the row, below
-            accuracy = read_metadata(folder).test_accuracy  # after train: what a scheduler judges a trial by
-            tune.report({"stage": stage, "accuracy": accuracy, **node}, checkpoint=tune.Checkpoint.from_directory(str(work)))
+            report({"stage": stage, "accuracy": read_metadata(folder).test_accuracy,
+                    "val_accuracy": read_history(folder).best_val_accuracy})
 
-    def epoch_done(epoch: int) -> None:
-        tune.report({"stage": "train", "epoch": epoch, "accuracy": None, **node},
-                    checkpoint=tune.Checkpoint.from_directory(str(work)))
+    def epoch_done(epoch: int, logs: dict) -> None:
+        report({"stage": "train", "epoch": epoch, "accuracy": None, "val_accuracy": float(logs.get("val_accuracy", 0.0))})
 
     row = C.run_one(arch, folder, cfg, log=lambda line: print(line, flush=True), on_stage=stage_done,
-                    recipe=config.get("recipe"), on_epoch=None if "recipe" in config else epoch_done)
-    tune.report({"stage": "done", "accuracy": row["accuracy"], "row": json.dumps(row), **node},
-                checkpoint=tune.Checkpoint.from_directory(str(work)))
+                    recipe=config.get("recipe"), on_epoch=epoch_done)
+    report({"stage": "done", "accuracy": row["accuracy"], "val_accuracy": read_history(folder).best_val_accuracy,
+            "row": json.dumps(row)})
 
 
 def artifact_folder(checkpoint, arch: str, folder: Path) -> None:
@@ -121,19 +125,22 @@ def fit(ray, path: str, space: dict, *, cpus_per_trial: int, resume: bool, log: 
     from ray import tune
 
     storage, name = path.rsplit("/", 1)
+    fs, storage = filesystem(storage)  # an s3:// storage: one that the workers reach without the driver's variables
+    where = f"{storage}/{name}"  # `path` in `fs` (messages name `path`, as the user gave it)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))  # read when the run starts, below
     trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
-    if tune.Tuner.can_restore(path):
+    if tune.Tuner.can_restore(where, storage_filesystem=fs):
         if not resume:
             raise ConfigError(f"{path} holds a {name} run already: --resume goes on with it, or choose another --storage")
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(where, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=fs)
         if not same(tuner.get_results()):
             raise ConfigError(f"{path} holds another {name} run: {differs}")
         log(f"going on with {path}: finished trials are kept")
     else:
         tuner = tune.Tuner(
             trainable, param_space=space, tune_config=tune_config or tune.TuneConfig(reuse_actors=False),
-            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
+            run_config=tune.RunConfig(name=name, storage_path=storage, storage_filesystem=fs, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=2),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                                       callbacks=[_progress(log)]),

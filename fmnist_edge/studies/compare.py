@@ -94,10 +94,11 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict:
 
 def run_one(arch: str, folder: Path, cfg: CompareConfig, log: Callable[[str], None] = print, tag: str = "",
             on_stage: Callable[[str], None] | None = None, recipe: dict | None = None,
-            on_epoch: Callable[[int], None] | None = None) -> dict:
+            on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """One network's stages into `folder` (those already there kept as `cfg` says) -> its row; `on_stage(stage)`
     after each stage that ran (a Ray trial checkpoints the folder there); `recipe`: training options over the
-    arch's own (a sweep's trial); `on_epoch(n)` after each training epoch's resume state is written."""
+    arch's own (a sweep's trial); `on_epoch(n, logs)` after each training epoch's resume state is written, with
+    its metrics (Keras' logs: loss, val_accuracy, ...)."""
     from ..convert import convert
     from ..errors import ConversionError
     from ..train.config import make_config

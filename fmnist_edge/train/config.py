@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import bounds
 from ..bounds import bounded
 from ..errors import ConfigError
-from .models import DEFAULT_ARCH, MLP_ACTIVATIONS, get_entry
+from .models import ACTIVATIONS, DEFAULT_ARCH, MLP_ACTIVATIONS, get_entry
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -40,6 +40,10 @@ class TrainConfig:
     label_smoothing: float = bounded(0.1, 0, 1, hi_open=True)
     # momentum of a moving average of the weights per step (Keras' use_ema), which replaces them after training; 0 = off
     ema: float = bounded(0.0, 0, 1, hi_open=True, label="EMA momentum")
+    # the network reshaped (models.reshape): widths scaled, hidden activations replaced, dropout rates set; None = as registered
+    width: float = bounded(1.0, 0.05, 8, label="width multiplier")
+    activation: str | None = None
+    dropout: float | None = bounded(None, 0, 1, hi_open=True, label="dropout rate")
     augment: bool = True  # random shifts (2 px), horizontal flips, random erasing
     erase_prob: float = bounded(0.5, 0, 1, label="erase probability")  # random-erasing probability when augmenting
     val_fraction: float = bounded(0.1, 0, 0.5, lo_open=True, hi_open=True, label="validation fraction")
@@ -59,12 +63,19 @@ class TrainConfig:
         bounds.check(self)  # every field's range, declared with it above
         checks = [
             (self.optimizer in OPTIMIZER_DEFAULTS, f"optimizer must be adamw, sgd or adam, got {self.optimizer!r}"),
+            (self.activation in (None, *ACTIVATIONS),
+             f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+    @property
+    def shape(self) -> dict:
+        """`models.create_model`'s reshaping options of this run."""
+        return {"width": self.width, "activation": self.activation, "dropout": self.dropout}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -15,11 +15,11 @@ from .devices import dtype_policy
 from .models import create_model
 
 
-def export_twin(model, arch: str):
+def export_twin(model, arch: str, **shape):
     """The trained model (fused batch norm, maybe mixed precision) -> the plain float32 Keras model we save,
-    with the same weights."""
+    with the same weights; `shape`: create_model's reshaping options it was built with."""
     with dtype_policy("float32"):
-        plain = create_model(arch)
+        plain = create_model(arch, **shape)
     plain.set_weights(model.get_weights())
     return plain
 

@@ -61,9 +61,10 @@ def get_entry(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown architecture {name!r}; known: {', '.join(list_models())}") from None
 
 
-def create_model(name: str = DEFAULT_ARCH, fused_bn: bool = False):
+def create_model(name: str = DEFAULT_ARCH, fused_bn: bool = False, width: float = 1.0, activation: str | None = None,
+                 dropout: float | None = None):
     """Build the named architecture as a Keras model: input `image` (N, 28, 28, 1) float32 in [0, 1],
-    output `probabilities` (N, 10) softmax.
+    output `probabilities` (N, 10) softmax. `width`, `activation`, `dropout`: the network reshaped (`reshape`).
 
     `fused_bn=True` builds the training twin: the same layers and weights, with batch norm on
     TensorFlow's fused kernel (see fastbn.py); its weights load into the plain model unchanged.
@@ -72,7 +73,7 @@ def create_model(name: str = DEFAULT_ARCH, fused_bn: bool = False):
     keras = _keras()
     inputs = keras.Input(shape=INPUT_SHAPE[1:], name=INPUT_NAME, dtype="float32")
     x = inputs
-    layers = entry.build(keras)
+    layers = reshape(keras, entry.build(keras), width=width, activation=activation, dropout=dropout)
     if fused_bn:
         from .fastbn import swap_in
 
@@ -82,6 +83,41 @@ def create_model(name: str = DEFAULT_ARCH, fused_bn: bool = False):
     # The softmax is its own float32 layer so that mixed precision never returns float16 probabilities.
     outputs = keras.layers.Activation("softmax", dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name=entry.name)
+
+
+# What `reshape` can put in a network's hidden layers (Keras' names; leaky_relu has slope 0.2, swish is x * sigmoid(x)).
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "swish", "tanh", "sigmoid")
+
+
+def reshape(keras, layers: list, width: float = 1.0, activation: str | None = None, dropout: float | None = None) -> list:
+    """Any registered network's layers, reshaped the same way (a sweep's width, activation and dropout):
+    `width` scales the filters of every convolution and the units of every hidden dense layer (rounded, at least 1);
+    `activation` replaces every hidden activation, inline or a layer of its own; `dropout` sets the rate of every
+    dropout layer, and a network without one gets one before its classifier. The classifier (the last dense layer,
+    10 units, linear) is never changed. Defaults: the network as registered."""
+    if width == 1.0 and activation is None and dropout is None:
+        return layers
+    if activation is not None and activation not in ACTIVATIONS:
+        raise UnknownModelError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    L = keras.layers
+    head = max(i for i, layer in enumerate(layers) if isinstance(layer, L.Dense))
+    out = []
+    for i, layer in enumerate(layers):
+        config = layer.get_config()
+        if isinstance(layer, (L.Conv2D, L.Dense)) and i != head:
+            size = "filters" if isinstance(layer, L.Conv2D) else "units"
+            config[size] = max(1, round(config[size] * width))
+            if activation is not None and config.get("activation") not in (None, "linear"):
+                config["activation"] = activation
+            layer = type(layer).from_config(config)
+        elif activation is not None and isinstance(layer, (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)):
+            layer = L.Activation(activation, name=config["name"])
+        elif dropout is not None and isinstance(layer, L.Dropout):
+            layer = L.Dropout.from_config({**config, "rate": dropout})
+        out.append(layer)
+    if dropout and not any(isinstance(layer, L.Dropout) for layer in out):
+        out.insert(head, L.Dropout(dropout))
+    return out
 
 
 def _conv_bn(keras, filters, kernel=3, **kw):

@@ -99,7 +99,7 @@ def _callback_class():
 
         def __init__(self, out: Path, cfg: TrainConfig, early, plateau, budget, state: dict | None, on_epoch=None):
             super().__init__()
-            self.on_epoch = on_epoch  # called with the epoch count after its state is written (a Ray trial's checkpoint)
+            self.on_epoch = on_epoch  # (epoch count, its logs) after its state is written (a Ray trial's checkpoint)
             self.folder, self.cfg, self.state = folder_for(out), cfg, state
             self.early, self.plateau, self.budget = early, plateau, budget
             self.history: dict[str, list[float]] = dict(state["history"]) if state else {}
@@ -117,7 +117,7 @@ def _callback_class():
             self._save(epoch + 1, finished=False)
             faults.point("train-epoch-saved")
             if self.on_epoch is not None:
-                self.on_epoch(epoch + 1)
+                self.on_epoch(epoch + 1, dict(logs or {}))
 
         def on_train_end(self, logs=None):
             # Early stopping (earlier in the list) has put the best weights back: the state of a finished run. An

@@ -95,8 +95,8 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False, on_e
 
     `strategy`: a tf.distribute strategy to train under instead of the one select_strategy picks for
     `cfg.device` (e.g. a MirroredStrategy over chosen devices). `resume`: go on from the state an interrupted
-    run of the same config left after its last whole epoch (train/resume.py), if there is one. `on_epoch(n)`: called
-    after epoch n's resume state is written beside `cfg.out` (a Ray trial hands it to Tune as a checkpoint)."""
+    run of the same config left after its last whole epoch (train/resume.py), if there is one. `on_epoch(n, logs)`: called
+    after epoch n's resume state is written beside `cfg.out`, with its Keras logs (a Ray trial hands it to Tune as a checkpoint)."""
     t_start = time.perf_counter()
     out = Path(cfg.out)
     check_out_dir(out)
@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False, on_e
     log(f"device: {device_desc}")
     steps = int(np.ceil(len(sp.x_train) / cfg.batch_size))
     with strategy.scope(), dtype_policy(policy):
-        model = create_model(cfg.arch, fused_bn=True)  # the training twin; export_twin() gives the saved model
+        model = create_model(cfg.arch, fused_bn=True, **cfg.shape)  # the training twin; export_twin() gives the saved model
         optimizer, schedule = _optimizer(keras, cfg, steps)
         model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                       metrics=["accuracy"])
@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, log=print, strategy=None, resume: bool = False, on_e
         stolen = f" (the hypervisor took {steal.seconds:.0f} CPU-s of it: steal)" if (steal.seconds or 0) >= 1 else ""
         log(f"trained {len(history.get('loss', []))} epochs in {wall:.0f} s{stolen}")
 
-        model = export_twin(model, cfg.arch)
+        model = export_twin(model, cfg.arch, **cfg.shape)
         if RECALIBRATE_BN and recalibrate(model, sp.x_train):
             log(f"batch-norm statistics re-estimated on {min(len(sp.x_train), BN_IMAGES):,} training images")
         save_model(model, stage)
