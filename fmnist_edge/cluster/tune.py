@@ -104,7 +104,10 @@ def _progress(log: Callable[[str], None]):
     from ray import tune
 
     class Progress(tune.Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
+        # Every report carries a checkpoint: its line is written once Tune has taken the checkpoint in (a trial that
+        # fails after its line goes on from there), not when the result arrives, which is before.
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            result = trial.last_result
             what = f"epoch {result['epoch']} checkpointed" if result.get("epoch") else f"{result.get('stage')} done"
             log(f"{_label(trial)}: {what} on node {result.get('node_ip')}")
 
