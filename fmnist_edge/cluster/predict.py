@@ -37,7 +37,8 @@ def _prepare(batch: dict, polarity: str, scheme: str = "") -> dict:
             errors.append("")
         except Exception as exc:  # noqa: BLE001 - a bad file is a row with its error, never the end of the run
             errors.append(getattr(exc, "reason", None) or first_line(exc))
-    return {"path": np.asarray([scheme + p for p in batch["path"]], dtype=object), "pixels": pixels, "error": np.asarray(errors, dtype=str)}
+    paths = np.asarray([scheme + p for p in batch["path"]], dtype=object)
+    return {"path": paths, "pixels": pixels, "error": np.asarray(errors, dtype=str)}
 
 
 class _Classify:
@@ -111,9 +112,9 @@ def run(source: str, out: str | os.PathLike, model_dir: str | os.PathLike = "art
         raise ClusterError(f"--top-k must be from 1 to {NUM_CLASSES}, got {top_k}")
     chosen = Classifier.load(model_dir, precision=precision, device=device).precision  # a bad model fails here, once
     files = model_files(model_dir, chosen)
-    out = str(Path(out).resolve()) if "://" not in str(out) else str(out)
+    out = str(out) if "://" in str(out) else str(Path(out).resolve())
     out_fs, out_path = filesystem(out)  # remote ones travel to the workers with their endpoint and keys
-    source_fs, source_path = filesystem(str(Path(source).resolve()) if "://" not in str(source) else str(source))
+    source_fs, source_path = filesystem(str(source) if "://" in str(source) else str(Path(source).resolve()))
     with connect(address) as ray:
         import pyarrow.dataset as pads
 

@@ -122,10 +122,10 @@ def run(cfg: SweepConfig, *, address: str = "local", cpus_per_trial: int = 1, st
         for r in sorted(results, key=lambda r: r.path):
             metrics = r.metrics or {}
             trial_id = metrics.get("trial_id") or Path(r.path).name
-            trials.append({"trial": trial_id, "arch": r.config["arch"], **r.config.get("recipe", {}),
-                           "status": _status(r, metrics), "epochs": _epochs(r, metrics), METRIC: metrics.get(METRIC),
-                           "accuracy": metrics.get("accuracy"), "node_ip": metrics.get("node_ip")})
-            status = trials[-1]["status"]
+            status = _status(r, metrics)
+            trials.append({"trial": trial_id, "arch": r.config["arch"], **r.config.get("recipe", {}), "status": status,
+                           "epochs": _epochs(metrics), METRIC: metrics.get(METRIC), "accuracy": metrics.get("accuracy"),
+                           "node_ip": metrics.get("node_ip")})
             if status == "finished":
                 artifact_folder(r.checkpoint, r.config["arch"], out / "trials" / trial_id)
                 rows.append({**json.loads(metrics["row"]), "arch": f"{r.config['arch']}/{trial_id}",
@@ -158,7 +158,7 @@ def _status(result, metrics: dict) -> str:
     return f"stopped at epoch {metrics['epoch']}" if "epoch" in metrics else f"stopped after {metrics.get('stage', 'start')}"
 
 
-def _epochs(result, metrics: dict) -> int | None:
+def _epochs(metrics: dict) -> int | None:
     """Epochs the trial trained: its row's, else its last epoch report's."""
     return json.loads(metrics["row"])["epochs_run"] if "row" in metrics else metrics.get("epoch")
 
